@@ -1,0 +1,5 @@
+//! The subcommands of the `seed-gateway` binary (in progress).
+
+pub fn main() -> std::process::ExitCode {
+    std::process::ExitCode::FAILURE
+}

@@ -1,0 +1,22 @@
+//! seed-gateway: the durable core between the radio and the MQTT backend.
+//!
+//! Module map:
+//! - [`config`]: the TOML configuration, its defaults, and `check-config` errors
+//!   that name the key and the line.
+//! - [`store`]: the SQLite store (WAL, group commit, migrations, quota).
+//! - [`uplink`]: the MQTT connection: topics, QoS-1 publishing from the store,
+//!   state and Last Will, reconnect with backoff.
+//! - [`neighbors`]: the neighbor table built from heartbeats.
+//! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
+//! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
+//! - [`cli`]: the subcommands of the `seed-gateway` binary.
+//! - [`shutdown`]: the shutdown signal shared by every task.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod ingest;
+pub mod neighbors;
+pub mod shutdown;
+pub mod store;
+pub mod uplink;

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    seed_gateway::cli::main()
+}
