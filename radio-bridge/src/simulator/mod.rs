@@ -1,1 +1,3 @@
-//! In progress.
+//! Simulated devices and concentrators speaking the real wire protocols.
+
+pub mod devices;
