@@ -567,7 +567,8 @@ bind = "127.0.0.1:1700"
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let text = "[gateway]\ndata_dir = \"/x\"\n\n[mqtt]\nurl = \"mqtt://a:1\"\npasword = \"x\"\n";
+        let text =
+            "[gateway]\ndata_dir = \"/x\"\n\n[mqtt]\nurl = \"mqtt://a:1\"\npasword = \"x\"\n";
         let e = Config::parse(text, "c.toml").unwrap_err();
         assert_eq!(e.line, 6, "{e}");
         assert_eq!(e.key, "mqtt.pasword", "{e}");

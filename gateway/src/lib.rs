@@ -7,6 +7,7 @@
 //! - [`uplink`]: the MQTT connection: topics, QoS-1 publishing from the store,
 //!   state and Last Will, reconnect with backoff.
 //! - [`neighbors`]: the neighbor table built from heartbeats.
+//! - [`scheduler`]: the one transmit queue: priorities, ack batching, duty cycle.
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod ingest;
 pub mod neighbors;
+pub mod scheduler;
 pub mod shutdown;
 pub mod store;
 pub mod uplink;

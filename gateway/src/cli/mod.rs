@@ -59,9 +59,7 @@ enum Command {
         out: PathBuf,
     },
     /// Validate a configuration file; errors name the key and the line.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
     /// Simulated Seed devices behind a simulated RNode (serial) or packet forwarder (UDP).
     Simulate(crate::daemon::SimulateArgs),
 }

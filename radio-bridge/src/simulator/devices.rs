@@ -116,7 +116,6 @@ struct Device {
     /// Unacked transactions: msg_id → (frame bytes, next retransmit, attempts).
     unacked: BTreeMap<MsgId, (Vec<u8>, Instant, u32)>,
     sent: u64,
-    next_set_id: u16,
     /// Downlink sequence numbers received, for gap detection.
     downlink_seqs: HashSet<u64>,
 }
@@ -151,11 +150,9 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                 counter: 1000 + i as u32,
                 ledger_height: 280 + (i as u64 * 7) % 20,
                 // Stagger first heartbeats so they do not collide.
-                next_heartbeat: start
-                    + scaled(Duration::from_millis(rng.random_range(0..2000u64))),
+                next_heartbeat: start + scaled(Duration::from_millis(rng.random_range(0..2000u64))),
                 unacked: BTreeMap::new(),
                 sent: 0,
-                next_set_id: 0,
                 downlink_seqs: HashSet::new(),
             }
         })
@@ -173,11 +170,11 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
         while let Ok(packet) = downlink.try_recv() {
             hear(&packet, &mut devices, &mut acked, &mut summary);
         }
-        let mut to_send: Vec<Vec<u8>> = Vec::new();
+        let mut to_send: Vec<(DeviceId, Vec<u8>)> = Vec::new();
         for d in devices.iter_mut() {
             if options.heartbeats && now >= d.next_heartbeat {
                 d.counter += 1;
-                to_send.push(d.heartbeat());
+                to_send.push((d.identity.device_id(), d.heartbeat()));
                 summary.heartbeats += 1;
                 d.next_heartbeat = now + scaled(heartbeat_interval(d.power));
             }
@@ -185,11 +182,13 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                 if d.sent < m {
                     d.counter += 1;
                     let frame = d.transaction();
-                    d.unacked
-                        .insert(frame.msg_id, (frame.bytes.clone(), now + retransmit_after, 1));
+                    d.unacked.insert(
+                        frame.msg_id,
+                        (frame.bytes.clone(), now + retransmit_after, 1),
+                    );
                     d.sent += 1;
                     summary.sent += 1;
-                    to_send.push(frame.bytes);
+                    to_send.push((d.identity.device_id(), frame.bytes));
                 }
             }
             for (bytes, next, attempts) in d.unacked.values_mut() {
@@ -197,21 +196,17 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                     *attempts += 1;
                     // Back off, but keep trying until the deadline.
                     *next = now + retransmit_after * (*attempts).min(6);
-                    to_send.push(bytes.clone());
+                    to_send.push((d.identity.device_id(), bytes.clone()));
                 }
             }
         }
-        for frame in to_send {
-            let tag: [u8; 8] = frame
-                .get(3..11)
-                .and_then(|s| s.try_into().ok())
-                .unwrap_or([0; 8]);
+        for (device_id, frame) in to_send {
             let set_id = rng.random::<u16>();
-            let packets = if frame.len() > options.mtu {
-                fragment::fragment(&frame, tag, set_id, options.mtu).unwrap_or_default()
-            } else {
-                vec![frame]
-            };
+            let tag = fragment::sender_tag(&device_id);
+            // A frame too large even for 255 fragments is a simulator bug,
+            // not something to put on air.
+            let packets =
+                fragment::packets_for(&frame, tag, set_id, options.mtu).unwrap_or_default();
             for p in packets {
                 put_on_air(&air, p, &options.conditions, &mut rng).await;
             }
@@ -336,7 +331,6 @@ impl Device {
     }
 
     fn transaction(&mut self) -> Frame {
-        self.next_set_id = self.next_set_id.wrapping_add(1);
         let payload = format!(
             "sim tx {} #{} from {}",
             self.counter,
