@@ -11,6 +11,7 @@
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
+//! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
 
 pub mod cli;
@@ -20,5 +21,6 @@ pub mod ingest;
 pub mod neighbors;
 pub mod scheduler;
 pub mod shutdown;
+pub mod state;
 pub mod store;
 pub mod uplink;

@@ -105,6 +105,76 @@ impl Frame {
         })
     }
 
+    /// Decodes and verifies many frames at once, using ed25519 batch
+    /// verification (about twice as fast per frame). Results are in input
+    /// order and equal what [`Frame::decode`] gives for each: when a batch
+    /// fails, its frames are verified one by one to find the culprits.
+    pub fn decode_batch(packets: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
+        struct Parsed<'a> {
+            unsigned: &'a [u8],
+            signature: [u8; 64],
+            key: VerifyingKey,
+            raw: cbor::RawEnvelope<'a>,
+        }
+        let parsed: Vec<Result<Parsed<'_>, FrameError>> = packets
+            .iter()
+            .map(|bytes| {
+                let (unsigned, signature) = split_signature(bytes)?;
+                let raw = cbor::decode_envelope(unsigned)?;
+                if !raw.version.is_supported() {
+                    return Err(FrameError::UnsupportedVersion {
+                        version: raw.version,
+                        device: hex::encode(raw.device_id),
+                        signature_ok: verify(&raw.device_id, unsigned, &signature),
+                    });
+                }
+                let key = VerifyingKey::from_bytes(&raw.device_id).map_err(|_| {
+                    FrameError::BadSignature {
+                        device: hex::encode(raw.device_id),
+                    }
+                })?;
+                Ok(Parsed {
+                    unsigned,
+                    signature,
+                    key,
+                    raw,
+                })
+            })
+            .collect();
+        let candidates: Vec<&Parsed<'_>> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let messages: Vec<Vec<u8>> = candidates
+            .iter()
+            .map(|p| signed_bytes(p.unsigned))
+            .collect();
+        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        let signatures: Vec<Signature> = candidates
+            .iter()
+            .map(|p| Signature::from_bytes(&p.signature))
+            .collect();
+        let keys: Vec<VerifyingKey> = candidates.iter().map(|p| p.key).collect();
+        let all_valid = !candidates.is_empty()
+            && candidates.iter().all(|p| !p.key.is_weak())
+            && ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok();
+        parsed
+            .into_iter()
+            .zip(packets)
+            .map(|(p, bytes)| {
+                let p = p?;
+                if !all_valid && !verify(&p.raw.device_id, p.unsigned, &p.signature) {
+                    return Err(FrameError::BadSignature {
+                        device: hex::encode(p.raw.device_id),
+                    });
+                }
+                Ok(Frame {
+                    envelope: cbor::decode_body(&p.raw)?,
+                    signature: p.signature,
+                    bytes: bytes.to_vec(),
+                    msg_id: msg_id(p.unsigned),
+                })
+            })
+            .collect()
+    }
+
     /// Encodes and signs. The key must belong to `envelope.device_id`.
     pub fn sign(envelope: Envelope, key: &SigningKey) -> Result<Frame, FrameError> {
         if key.verifying_key().to_bytes() != envelope.device_id {
