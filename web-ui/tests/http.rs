@@ -524,6 +524,10 @@ async fn login_runs_actions_and_logs_out() {
     .await;
     assert_eq!(reply.status, 303);
     assert_eq!(reply.header("location"), Some("/admin"));
+    // A logged-in visit to the login form goes back to admin and keeps the message.
+    let detour = get_with(addr, "/admin/login", &[("Cookie", &session)]).await;
+    assert_eq!(detour.status, 303);
+    assert_eq!(detour.header("location"), Some("/admin"));
     let page = get_with(addr, "/admin", &[("Cookie", &session)]).await;
     assert!(page.text().contains("id=\"admin-message\""));
     assert!(page.text().contains("Sending waiting messages now."));

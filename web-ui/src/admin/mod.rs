@@ -29,8 +29,10 @@ use axum::Form;
 use serde::Deserialize;
 
 use crate::auth::password::{is_usable_hash, verify_password, Verdict};
-use crate::auth::session::{Csrf, Flash, SESSION_COOKIE};
-use crate::auth::token::{admin_cookie, expired_admin_cookie, random_token, read_cookie};
+use crate::auth::session::{Csrf, Flash, SessionInfo, SESSION_COOKIE};
+use crate::auth::token::{
+    admin_cookie, expired_admin_cookie, random_token, read_cookie, same_secret,
+};
 use crate::provider::AdminAction;
 use crate::routes::{AppState, ProviderFailed};
 
@@ -118,6 +120,12 @@ fn no_randomness() -> Response {
         .into_response()
 }
 
+/// The live session named by the request's cookie, if any.
+fn current_session(state: &AppState, headers: &HeaderMap) -> Option<SessionInfo> {
+    let id = read_cookie(headers, SESSION_COOKIE)?;
+    state.auth.sessions.open(&id)
+}
+
 /// `GET /admin`: the actions, or the way to the login form.
 pub async fn home(
     State(state): State<AppState>,
@@ -127,18 +135,12 @@ pub async fn home(
     if let Some(page) = switched_off(&access, StatusCode::OK) {
         return Ok(page);
     }
-    let session =
-        read_cookie(&headers, SESSION_COOKIE).and_then(|id| state.auth.sessions.open(&id));
-    let Some(session) = session else {
+    let Some(session) = current_session(&state, &headers) else {
         return Ok(see_other("/admin/login"));
     };
+    let flash = state.auth.sessions.take_flash(&session.id);
     let status = state.ask(|view| view.status()).await?;
-    Ok(Html(pages::dashboard(
-        &status,
-        &session.csrf,
-        session.flash.as_ref(),
-    ))
-    .into_response())
+    Ok(Html(pages::dashboard(&status, &session.csrf, flash.as_ref())).into_response())
 }
 
 /// `GET /admin/login`.
@@ -150,10 +152,7 @@ pub async fn login_form(
     if let Some(page) = switched_off(&access, StatusCode::OK) {
         return Ok(page);
     }
-    let logged_in = read_cookie(&headers, SESSION_COOKIE)
-        .and_then(|id| state.auth.sessions.open(&id))
-        .is_some();
-    if logged_in {
+    if current_session(&state, &headers).is_some() {
         return Ok(see_other("/admin"));
     }
     Ok(login_page(StatusCode::OK, None))
@@ -188,7 +187,7 @@ pub async fn login(
     };
 
     let expected = read_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !crate::auth::token::same_secret(&expected, &form.csrf) {
+    if expected.is_empty() || !same_secret(&expected, &form.csrf) {
         return Ok(login_page(
             StatusCode::FORBIDDEN,
             Some("The login form had expired. Please enter the password again."),

@@ -37,8 +37,8 @@ struct Session {
 /// What a handler learns about a valid session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
+    pub id: String,
     pub csrf: String,
-    pub flash: Option<Flash>,
 }
 
 /// The result of checking a form's CSRF token.
@@ -100,7 +100,7 @@ impl SessionStore {
         Ok(id)
     }
 
-    /// Looks up a live session, marks it used, and hands over its pending message.
+    /// Looks up a live session and marks it used.
     pub fn open(&self, id: &str) -> Option<SessionInfo> {
         self.open_at(id, Instant::now())
     }
@@ -117,9 +117,14 @@ impl SessionStore {
         let session = sessions.get_mut(id)?;
         session.last_used = now;
         Some(SessionInfo {
+            id: id.to_string(),
             csrf: session.csrf.clone(),
-            flash: session.flash.take(),
         })
+    }
+
+    /// Hands over the session's pending message, once.
+    pub fn take_flash(&self, id: &str) -> Option<Flash> {
+        self.lock().get_mut(id)?.flash.take()
     }
 
     /// Checks a submitted CSRF token against the session's own.
@@ -196,8 +201,9 @@ mod tests {
             text: "done".into(),
         };
         store.set_flash(&id, flash.clone());
-        assert_eq!(store.open(&id).unwrap().flash, Some(flash));
-        assert_eq!(store.open(&id).unwrap().flash, None);
+        assert!(store.open(&id).is_some());
+        assert_eq!(store.take_flash(&id), Some(flash));
+        assert_eq!(store.take_flash(&id), None);
     }
 
     #[test]
