@@ -115,7 +115,8 @@
         "data-state": link.state, "data-level": line.level });
       item.appendChild(el("p", { "class": "line" }, line.text));
       var parts = [link.kind];
-      if (link.detail) parts.push(link.detail);
+      // When the link is not up, the sentence already carries the detail (the reason).
+      if (link.detail && link.state === "up") parts.push(link.detail);
       var errors = link.malformed + link.bad_crc + link.device_errors;
       if (errors) {
         parts.push("unreadable " + thousands(link.malformed + link.bad_crc) +
