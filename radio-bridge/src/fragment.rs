@@ -497,14 +497,14 @@ impl Reassembler {
     /// bounds. False if they cannot fit without evicting `key` itself.
     fn make_room(&mut self, key: SetKey, charge: usize) -> bool {
         let sender_bytes = |me: &Self| me.senders.get(&key.0).map_or(0, |s| s.bytes);
-        while sender_bytes(self) + charge > self.config.max_bytes_per_sender {
+        while sender_bytes(self).saturating_add(charge) > self.config.max_bytes_per_sender {
             let Some(victim) = self.oldest_set_of(key.0, Some(key.1)) else {
                 return false;
             };
             self.remove_set(victim);
             ReassemblyCounters::bump(&self.counters.evicted_for_memory);
         }
-        while self.total_bytes + charge > self.config.max_bytes_total {
+        while self.total_bytes.saturating_add(charge) > self.config.max_bytes_total {
             let Some(victim) = self.oldest_set_of_heaviest_sender(key) else {
                 return false;
             };
