@@ -22,6 +22,20 @@
 //! proves its origin, so the tag only keeps sets of different devices apart
 //! and lets memory bounds be applied per sender.
 //!
+//! Receiver rules:
+//! - A packet shorter than 13 bytes, with count 0 or with index ≥ count is
+//!   malformed; if its header is complete, the set it names is dropped.
+//! - A fragment whose count differs from the count its set started with, or
+//!   that repeats an index with different payload bytes, is malformed and
+//!   its set is dropped (no frame is built from contradictory pieces).
+//! - A fragment repeating an index with identical bytes is a duplicate (a
+//!   mesh relay or retransmission) and is ignored.
+//! - A set with count 1 completes at once and is never buffered.
+//! - A set not complete within the timeout (default 60 s from its first
+//!   fragment) is dropped. A fragment of a set that was already completed or
+//!   dropped starts a new set; de-duplicating whole frames is the job of the
+//!   layer above (by message id).
+//!
 //! # Reassembly bounds
 //!
 //! Anyone in radio range can send fragments that never complete, so the
@@ -357,9 +371,9 @@ impl Reassembler {
             Ok(parsed) => parsed,
             Err(Malformed::NotAFragment) => return Err(PushError::NotAFragment),
             Err(reason) => {
-                if let (Malformed::IndexOutOfRange { .. }, Some(key)) =
-                    (reason, key_of_header_bytes(packet))
-                {
+                // A complete header with an impossible index or count still
+                // names a set, and contradicts it: that set is dropped too.
+                if let Some(key) = key_of_header_bytes(packet) {
                     self.remove_set(key);
                 }
                 return Err(self.malformed(reason));
@@ -497,14 +511,14 @@ impl Reassembler {
     /// bounds. False if they cannot fit without evicting `key` itself.
     fn make_room(&mut self, key: SetKey, charge: usize) -> bool {
         let sender_bytes = |me: &Self| me.senders.get(&key.0).map_or(0, |s| s.bytes);
-        while sender_bytes(self) + charge > self.config.max_bytes_per_sender {
+        while sender_bytes(self).saturating_add(charge) > self.config.max_bytes_per_sender {
             let Some(victim) = self.oldest_set_of(key.0, Some(key.1)) else {
                 return false;
             };
             self.remove_set(victim);
             ReassemblyCounters::bump(&self.counters.evicted_for_memory);
         }
-        while self.total_bytes + charge > self.config.max_bytes_total {
+        while self.total_bytes.saturating_add(charge) > self.config.max_bytes_total {
             let Some(victim) = self.oldest_set_of_heaviest_sender(key) else {
                 return false;
             };
@@ -845,10 +859,13 @@ mod tests {
             r.push(&truncated, now),
             Err(PushError::Malformed(Malformed::Truncated { len: 4 }))
         );
+        // A zero count drops the set it names.
+        r.push(&packet(TAG_A, 1, 0, 2, b"aa"), now).unwrap();
         assert_eq!(
             r.push(&packet(TAG_A, 1, 0, 0, b"x"), now),
             Err(PushError::Malformed(Malformed::ZeroCount))
         );
+        assert_eq!(r.pending_sets(), 0);
 
         // index ≥ count drops the set it names.
         r.push(&packet(TAG_A, 2, 0, 3, b"aa"), now).unwrap();
