@@ -1,1 +1,2 @@
 //! In progress.
+pub mod packet_forwarder;
