@@ -1,1 +1,10 @@
-//! placeholder
+//! seed-e2e: black-box test harnesses built from real parts.
+//!
+//! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
+//!   listeners; stop/restart on the same ports) and a collecting subscriber.
+//! - [`pki`]: a throw-away CA and certificates made with `openssl`.
+//! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
+
+pub mod memory_outbox;
+pub mod mosquitto;
+pub mod pki;
