@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use radio_bridge::link::RadioParams;
 use serde::Deserialize;
 
+pub use crate::uplink::MqttConfig;
+
 /// Where the appliance looks when `run` is given no `--config`.
 pub const DEFAULT_PATH: &str = "/etc/seed-gateway/config.toml";
 
@@ -22,7 +24,7 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpSection,
     /// Absent: no uplink; everything queues in the store until one is set.
-    pub mqtt: Option<MqttSection>,
+    pub mqtt: Option<MqttConfig>,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSection>,
     #[serde(default)]
@@ -98,58 +100,6 @@ impl Default for HttpSection {
 
 fn default_http_bind() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSection {
-    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
-    pub url: String,
-    /// Stable client id, so the broker keeps the persistent session.
-    /// Default: `seed-gateway-<first 16 hex digits of the gateway id>`.
-    pub client_id: Option<String>,
-    #[serde(default = "default_prefix")]
-    pub prefix: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// PEM CA bundle for `mqtts://`; default: the system's trust store.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate and key, for brokers that require one.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    #[serde(default = "default_keep_alive")]
-    pub keep_alive_s: u64,
-    /// Publishes awaiting PUBACK at once.
-    #[serde(default = "default_max_inflight")]
-    pub max_inflight: u16,
-}
-
-fn default_prefix() -> String {
-    "seed/v1".into()
-}
-fn default_keep_alive() -> u64 {
-    30
-}
-fn default_max_inflight() -> u16 {
-    64
-}
-
-impl MqttSection {
-    /// An uplink to `url` with every other key at its default.
-    pub fn with_url(url: &str) -> MqttSection {
-        MqttSection {
-            url: url.to_string(),
-            client_id: None,
-            prefix: default_prefix(),
-            username: None,
-            password: None,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            keep_alive_s: default_keep_alive(),
-            max_inflight: default_max_inflight(),
-        }
-    }
 }
 
 /// One radio source. `type` selects the driver.
@@ -410,22 +360,8 @@ impl Config {
             message,
         };
         if let Some(mqtt) = &self.mqtt {
-            if !(mqtt.url.starts_with("mqtt://") || mqtt.url.starts_with("mqtts://")) {
-                return Err(fail(
-                    "mqtt",
-                    "url",
-                    format!("{:?} must start with mqtt:// or mqtts://", mqtt.url),
-                ));
-            }
-            if mqtt.cert_file.is_some() != mqtt.key_file.is_some() {
-                return Err(fail(
-                    "mqtt",
-                    "cert_file",
-                    "cert_file and key_file go together (client certificate and its key)".into(),
-                ));
-            }
-            if mqtt.max_inflight == 0 {
-                return Err(fail("mqtt", "max_inflight", "must be at least 1".into()));
+            if let Err(crate::uplink::ConfigError::Invalid { key, reason }) = mqtt.validate() {
+                return Err(fail("mqtt", key, reason));
             }
         }
         if !["EU868", "unrestricted"].contains(&self.region.name.as_str()) {

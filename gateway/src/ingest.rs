@@ -15,7 +15,7 @@ use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
 use radio_bridge::frame::{Frame, FrameError, Message};
 use radio_bridge::link::{LinkEvent, RxFrame, RxMeta};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::neighbors::HeartbeatVerdict;
@@ -44,26 +44,17 @@ pub struct Ingest {
     state: Arc<GatewayState>,
     scheduler: SchedulerHandle,
     reassembler: Reassembler,
-    /// Woken after each commit that stored something, so the uplink
-    /// publishes without polling.
-    uplink_wake: Arc<Notify>,
     observers: Vec<Arc<dyn IngestObserver>>,
 }
 
 impl Ingest {
-    pub fn new(
-        store: Store,
-        state: Arc<GatewayState>,
-        scheduler: SchedulerHandle,
-        uplink_wake: Arc<Notify>,
-    ) -> Ingest {
+    pub fn new(store: Store, state: Arc<GatewayState>, scheduler: SchedulerHandle) -> Ingest {
         let reassembler = Reassembler::new(ReassemblerConfig::default());
         Ingest {
             store,
             state,
             scheduler,
             reassembler,
-            uplink_wake,
             observers: Vec::new(),
         }
     }
@@ -217,7 +208,8 @@ impl Ingest {
             Err(e) => {
                 // Nothing is acked, so the devices keep their messages and
                 // retry; the store error is what the keeper must see.
-                self.state.event("error", format!("Storage failed: {e}"));
+                self.state
+                    .event("storage", "error", format!("Storage failed: {e}"));
                 return;
             }
         };
@@ -252,7 +244,8 @@ impl Ingest {
             }
         }
         if stored_any {
-            self.uplink_wake.notify_one();
+            // The uplink publishes without polling.
+            self.state.wake_uplink();
         }
     }
 }

@@ -8,15 +8,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use radio_bridge::fragment::ReassemblyCounters;
 use radio_bridge::link::{unix_millis, LinkCounters, LinkState};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::neighbors::NeighborTable;
+use crate::uplink::UplinkWaker;
 
 /// Receive outcomes of docs/protocol.md §7, one counter each.
 #[derive(Debug, Default)]
@@ -85,6 +85,9 @@ pub struct LinkStatus {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Event {
     pub at_ms: u64,
+    /// Machine-readable kind: `link_up`, `link_down`, `broker_up`,
+    /// `broker_down`, `quota`, `storage`, `mailbox`, `started`, `uplink`.
+    pub kind: &'static str,
     /// `info`, `warn` or `error`.
     pub level: &'static str,
     pub text: String,
@@ -133,12 +136,12 @@ pub struct GatewayState {
     pub version: &'static str,
     pub started: Instant,
     pub frames: FrameCounters,
-    pub reassembly: Arc<ReassemblyCounters>,
     neighbors: Mutex<NeighborTable>,
     links: Mutex<BTreeMap<String, LinkStatus>>,
     events: Mutex<VecDeque<Event>>,
     traffic: Mutex<TrafficHistory>,
     live: broadcast::Sender<Event>,
+    uplink_waker: OnceLock<UplinkWaker>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
@@ -154,12 +157,12 @@ impl GatewayState {
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),
             frames: FrameCounters::default(),
-            reassembly: Arc::default(),
             neighbors: Mutex::new(neighbors),
             links: Mutex::new(BTreeMap::new()),
             events: Mutex::new(VecDeque::new()),
             traffic: Mutex::new(TrafficHistory::default()),
             live: broadcast::channel(256).0,
+            uplink_waker: OnceLock::new(),
         }
     }
 
@@ -201,8 +204,10 @@ impl GatewayState {
             return;
         }
         match &state {
-            LinkState::Up => self.event("info", format!("Radio {name} is working")),
-            LinkState::Down(why) => self.event("warn", format!("Radio {name} stopped: {why}")),
+            LinkState::Up => self.event("link_up", "info", format!("Radio {name} is working")),
+            LinkState::Down(why) => {
+                self.event("link_down", "warn", format!("Radio {name} stopped: {why}"))
+            }
             LinkState::Connecting => {}
         }
     }
@@ -216,7 +221,7 @@ impl GatewayState {
     }
 
     /// Adds to the recent-events list and tells live subscribers.
-    pub fn event(&self, level: &'static str, text: String) {
+    pub fn event(&self, kind: &'static str, level: &'static str, text: String) {
         match level {
             "error" => tracing::error!("{text}"),
             "warn" => tracing::warn!("{text}"),
@@ -224,6 +229,7 @@ impl GatewayState {
         }
         let event = Event {
             at_ms: unix_millis(std::time::SystemTime::now()),
+            kind,
             level,
             text,
         };
@@ -244,6 +250,18 @@ impl GatewayState {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
+    }
+
+    /// Registers the uplink so anything that adds to the outbox can wake it.
+    pub fn set_uplink_waker(&self, waker: UplinkWaker) {
+        let _ = self.uplink_waker.set(waker);
+    }
+
+    /// Tells the uplink new outbox rows exist (no-op without an uplink).
+    pub fn wake_uplink(&self) {
+        if let Some(w) = self.uplink_waker.get() {
+            w.wake();
+        }
     }
 
     pub fn uptime_s(&self) -> u64 {

@@ -185,6 +185,7 @@ pub fn test_entry(device: u8, n: u32) -> OutboxEntry {
         ),
         rx_json: serde_json::to_string(&meta).expect("rx meta serializes"),
         received_at_ms: meta.received_at_ms,
+        compacted_count: 0,
     }
 }
 

@@ -2,6 +2,9 @@
 //! this one only parses arguments and dispatches, so `main.rs` stays a page.
 
 mod codec;
+mod demo;
+mod run;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ enum Command {
         config: PathBuf,
     },
     /// The gateway with a simulated concentrator and devices: no hardware, no config needed.
-    Demo(crate::daemon::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Decode and verify one radio frame; prints its JSON form.
     Decode {
         /// Input is base64 instead of hex.
@@ -61,19 +64,19 @@ enum Command {
     /// Validate a configuration file; errors name the key and the line.
     CheckConfig { file: PathBuf },
     /// Simulated Seed devices behind a simulated RNode (serial) or packet forwarder (UDP).
-    Simulate(crate::daemon::SimulateArgs),
+    Simulate(simulate::SimulateArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => crate::daemon::run_from_file(&config),
-        Command::Demo(args) => crate::daemon::demo(args),
+        Command::Run { config } => run::run(&config),
+        Command::Demo(args) => demo::demo(args),
         Command::Decode { base64, frame, .. } => codec::decode(frame, base64),
         Command::Encode { key, base64, .. } => codec::encode(&key, base64),
         Command::Keygen { out } => codec::keygen(&out),
         Command::CheckConfig { file } => check_config(&file),
-        Command::Simulate(args) => crate::daemon::simulate(args),
+        Command::Simulate(args) => simulate::simulate(args),
     }
 }
 

@@ -44,3 +44,22 @@ impl OutboxError {
         OutboxError(source.into())
     }
 }
+
+/// The real outbox: the SQLite store.
+impl Outbox for crate::store::Store {
+    async fn pending(&self, after_seq: u64, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError> {
+        crate::store::Store::pending(self, after_seq, limit)
+            .await
+            .map_err(OutboxError::new)
+    }
+
+    async fn mark_published(&self, seqs: Vec<u64>) -> Result<(), OutboxError> {
+        crate::store::Store::mark_published(self, seqs)
+            .await
+            .map_err(OutboxError::new)
+    }
+
+    fn backlog(&self) -> u64 {
+        self.stats().backlog
+    }
+}

@@ -210,6 +210,7 @@ mod tests {
             message_json: r#"{"msg_type":"heartbeat","battery":87}"#.into(),
             rx_json: serde_json::to_string(&meta).unwrap(),
             received_at_ms: 1_714_566_896_789,
+            compacted_count: 0,
         }
     }
 

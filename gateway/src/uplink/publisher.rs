@@ -244,18 +244,27 @@ impl<O: Outbox> Publisher<O> {
         run.outbox_may_have_more = !exhausted;
         let mut last_sent = None;
         for entry in &entries {
-            let payload = up_payload(entry, None);
-            if payload.damaged || !Topics::is_valid_message_type(&entry.message_type) {
-                run.st.damaged_total += 1;
-                warn!(
-                    seq = entry.seq,
-                    msg_id = %hex::encode(entry.msg_id),
-                    "stored message has damaged JSON or message type; publishing it with its raw frame"
-                );
-            }
-            let topic = self.topics.up(&entry.message_type);
+            let (topic, json) = match self.topics.gateway_topic(&entry.message_type) {
+                // The gateway's own messages (receipts, its heartbeat) travel
+                // through the outbox too, so they are as durable as device
+                // messages; their stored JSON is the payload itself.
+                Some(topic) => (topic, entry.message_json.clone().into_bytes()),
+                None => {
+                    let compacted = (entry.compacted_count > 0).then_some(entry.compacted_count);
+                    let payload = up_payload(entry, compacted);
+                    if payload.damaged || !Topics::is_valid_message_type(&entry.message_type) {
+                        run.st.damaged_total += 1;
+                        warn!(
+                            seq = entry.seq,
+                            msg_id = %hex::encode(entry.msg_id),
+                            "stored message has damaged JSON or message type; publishing it with its raw frame"
+                        );
+                    }
+                    (self.topics.up(&entry.message_type), payload.json)
+                }
+            };
             if client
-                .try_publish(topic, QoS::AtLeastOnce, false, payload.json)
+                .try_publish(topic, QoS::AtLeastOnce, false, json)
                 .is_err()
             {
                 // The request channel is full or the connection is gone:

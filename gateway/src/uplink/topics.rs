@@ -15,6 +15,11 @@
 
 use super::config::{check_topic_level_path, ConfigError};
 
+/// Outbox message type of a downlink receipt the gateway publishes.
+pub const GATEWAY_RECEIPT: &str = "gateway_receipt";
+/// Outbox message type of the gateway's own heartbeat.
+pub const GATEWAY_HEARTBEAT: &str = "gateway_heartbeat";
+
 /// The topic tree of one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -61,6 +66,17 @@ impl Topics {
             UNKNOWN_MESSAGE_TYPE
         };
         format!("{}/up/{level}", self.base)
+    }
+
+    /// The topic of an outbox entry the gateway itself originated (message
+    /// types [`GATEWAY_RECEIPT`] and [`GATEWAY_HEARTBEAT`]); `None` for
+    /// messages heard from devices, which go to [`Topics::up`].
+    pub fn gateway_topic(&self, message_type: &str) -> Option<String> {
+        match message_type {
+            GATEWAY_RECEIPT => Some(self.receipt()),
+            GATEWAY_HEARTBEAT => Some(self.heartbeat()),
+            _ => None,
+        }
     }
 
     /// Whether [`Topics::up`] keeps this message type as given.

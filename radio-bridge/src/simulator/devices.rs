@@ -67,6 +67,9 @@ pub struct FleetOptions {
     pub deadline: Duration,
     /// Whether devices send heartbeats (on by default).
     pub heartbeats: bool,
+    /// Without `messages`: each device sends a transaction about this often
+    /// (simulated time), forever. `None`: heartbeats only.
+    pub transaction_interval: Option<Duration>,
 }
 
 impl Default for FleetOptions {
@@ -80,6 +83,7 @@ impl Default for FleetOptions {
             mtu: 255,
             deadline: Duration::from_secs(120),
             heartbeats: true,
+            transaction_interval: None,
         }
     }
 }
@@ -118,6 +122,7 @@ struct Device {
     sent: u64,
     /// Downlink sequence numbers received, for gap detection.
     downlink_seqs: HashSet<u64>,
+    next_transaction: Instant,
 }
 
 /// Deterministic identity of simulated device `index` under `seed`, so
@@ -154,6 +159,11 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                 unacked: BTreeMap::new(),
                 sent: 0,
                 downlink_seqs: HashSet::new(),
+                next_transaction: start
+                    + options
+                        .transaction_interval
+                        .map(|t| scaled(t.mul_f64(rng.random_range(0.2..1.0))))
+                        .unwrap_or_default(),
             }
         })
         .collect();
@@ -178,7 +188,15 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                 summary.heartbeats += 1;
                 d.next_heartbeat = now + scaled(heartbeat_interval(d.power));
             }
-            if let Some(m) = options.messages {
+            let continuous_due = options.messages.is_none()
+                && options.transaction_interval.is_some()
+                && now >= d.next_transaction;
+            if continuous_due {
+                if let Some(interval) = options.transaction_interval {
+                    d.next_transaction = now + scaled(interval);
+                }
+            }
+            if let Some(m) = options.messages.or(continuous_due.then_some(u64::MAX)) {
                 if d.sent < m {
                     d.counter += 1;
                     let frame = d.transaction();

@@ -7,3 +7,57 @@
 
 pub mod devices;
 pub mod packet_forwarder;
+
+use std::net::SocketAddr;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::gwmp::Eui;
+use devices::{run_fleet, Air, FleetOptions, FleetSummary};
+use packet_forwarder::{PacketForwarder, PacketForwarderConfig};
+
+/// Runs a fleet behind an emulated Semtech packet forwarder that talks GWMP
+/// to `server` over real UDP. Returns when the fleet is done (`messages`
+/// mode) or `stop` is cancelled.
+pub async fn fleet_over_gwmp(
+    server: SocketAddr,
+    options: FleetOptions,
+    stop: CancellationToken,
+) -> std::io::Result<FleetSummary> {
+    let eui = Eui(options.seed.to_be_bytes());
+    let forwarder = PacketForwarder::start(PacketForwarderConfig::new(server, eui)).await?;
+    let (uplink_tx, mut uplink_rx) = mpsc::channel::<devices::AirPacket>(1024);
+    let (downlink_tx, _) = broadcast::channel(1024);
+    let mut heard = forwarder.subscribe_downlinks();
+    let relay_down = downlink_tx.clone();
+    let relay = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                packet = uplink_rx.recv() => match packet {
+                    Some(p) => {
+                        if let Err(e) = forwarder.inject(&p.bytes, p.rssi, p.snr).await {
+                            tracing::warn!("packet forwarder could not send: {e}");
+                        }
+                    }
+                    None => break,
+                },
+                down = heard.recv() => match down {
+                    Ok(d) => { let _ = relay_down.send(d.bytes); }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    });
+    let air = Air {
+        uplink: uplink_tx,
+        downlink: downlink_tx,
+    };
+    let summary = tokio::select! {
+        s = run_fleet(options, air) => s,
+        _ = stop.cancelled() => FleetSummary::default(),
+    };
+    relay.abort();
+    Ok(summary)
+}
