@@ -1,1 +1,3 @@
 //! In progress.
+
+pub mod rnode_device;
