@@ -4,9 +4,11 @@
 //!   retransmission, talking to an abstract [`devices::Air`].
 //! - [`packet_forwarder`]: a Semtech packet forwarder (GWMP over UDP) that
 //!   puts the air's packets in front of the gateway.
+//! - [`rnode_device`]: an RNode on a pseudo-terminal, speaking KISS.
 
 pub mod devices;
 pub mod packet_forwarder;
+pub mod rnode_device;
 
 use std::net::SocketAddr;
 
