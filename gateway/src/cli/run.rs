@@ -18,10 +18,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(async {
-        let links = match daemon::links_from_config(&config) {
-            Ok(l) => l,
-            Err(e) => return fail(e),
-        };
+        let links = daemon::links_from_config(&config);
         let running = match daemon::start(&config, links).await {
             Ok(r) => r,
             Err(e) => return fail(e),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use radio_bridge::simulator::devices::{AirConditions, FleetOptions};
-use radio_bridge::simulator::fleet_over_gwmp;
+use radio_bridge::simulator::{fleet_over_gwmp, fleet_over_rnode};
 use tokio_util::sync::CancellationToken;
 
 use super::fail;
@@ -86,12 +86,7 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         crate::shutdown::cancel_on_signal(stop.clone());
         let summary = match (args.gwmp, args.serial) {
             (Some(addr), _) => fleet_over_gwmp(addr, options, stop).await,
-            (None, Some(path)) => {
-                return fail(format!(
-                    "--serial {}: the RNode simulator is not in this build yet",
-                    path.display()
-                ))
-            }
+            (None, Some(path)) => fleet_over_rnode(path, options, stop).await,
             (None, None) => return fail("give --serial PATH or --gwmp ADDR"),
         };
         match summary {

@@ -1,12 +1,13 @@
 //! Builds the configured radio links: one driver per `[[link]]` entry.
 
 use radio_bridge::gwmp::{GwmpConfig, GwmpLink};
+use radio_bridge::kiss::rnode::{RnodeConfig, RnodeLink};
 
 use super::LinkSpec;
 use crate::config::{Config, LinkSection};
 
 /// The links a config asks for, ready to start.
-pub fn links_from_config(config: &Config) -> Result<Vec<LinkSpec>, String> {
+pub fn links_from_config(config: &Config) -> Vec<LinkSpec> {
     config
         .links
         .iter()
@@ -16,18 +17,15 @@ pub fn links_from_config(config: &Config) -> Result<Vec<LinkSpec>, String> {
                 LinkSection::Gwmp { name, bind, .. } => {
                     Box::new(GwmpLink::new(GwmpConfig::new(name.clone(), *bind)))
                 }
-                LinkSection::Rnode { name, port, .. } => {
-                    return Err(format!(
-                        "link {name}: RNode on {} is not supported by this build yet",
-                        port.display()
-                    ))
-                }
+                LinkSection::Rnode { name, port, .. } => Box::new(RnodeLink::new(
+                    RnodeConfig::new(name.clone(), port.clone(), params),
+                )),
             };
-            Ok(LinkSpec {
+            LinkSpec {
                 link,
                 kind: section.kind(),
                 params,
-            })
+            }
         })
         .collect()
 }
