@@ -199,7 +199,7 @@ impl Default for StoreOptions {
             // A device retries a lost ack within minutes; a week covers a
             // device that was switched off in between.
             seen_retention: Duration::from_secs(7 * 24 * 3600),
-            // ~12 MiB of accounted space at SEEN_ROW_BYTES each.
+            // ~14 MiB of accounted space at SEEN_ROW_BYTES each.
             seen_max: 200_000,
             mailbox_max_per_device: 32,
             mailbox_max_total_bytes: 8 * 1024 * 1024,

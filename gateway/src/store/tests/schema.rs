@@ -20,7 +20,11 @@ fn every_older_version_upgrades_step_by_step_to_the_latest() {
         assert_eq!(pragma(&conn, "user_version"), steps as i64);
         drop(conn);
         let conn = open_and_migrate(&path).unwrap();
-        assert_eq!(pragma(&conn, "user_version"), SCHEMA_VERSION, "from version {steps}");
+        assert_eq!(
+            pragma(&conn, "user_version"),
+            SCHEMA_VERSION,
+            "from version {steps}"
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'
