@@ -13,14 +13,20 @@
 //!   device over the radio.
 //! - A message leaves the outbox only through [`Store::mark_published`], which
 //!   the uplink calls after the broker's PUBACK, or by heartbeat compaction
-//!   (newer heartbeats of the same device replace older ones, see [`quota`]).
-//!   Transactions, ledger syncs and every other type are never dropped.
+//!   (newer heartbeats of the same device replace older ones, see `quota.rs`).
+//!   Transactions, ledger syncs and every other type are never dropped; when
+//!   there is no room for them they are [`CommitOutcome::Refused`] (not acked,
+//!   so the device keeps them).
+//! - Every stored msg_id is also kept in a `seen` table, remembered for a
+//!   while after publishing, so a device that resends because its ack got
+//!   lost gets [`CommitOutcome::Duplicate`] and the backend does not get the
+//!   message twice (see `outbox.rs`).
 //!
 //! # Shape
 //!
 //! One SQLite file in WAL mode, two connections:
 //!
-//! - a **writer thread** ([`writer`]) owns the only write connection and does
+//! - a **writer thread** (`writer.rs`) owns the only write connection and does
 //!   *group commit*: requests arriving within `group_commit_delay` of the first
 //!   one (up to `max_batch` messages) are written in one transaction and share
 //!   one fsync, so 64 devices heard at once cost one disk flush, not 64;
@@ -30,11 +36,11 @@
 //!
 //! [`Store`] is a cheap handle (an `Arc`) that tokio tasks clone freely.
 //!
-//! Files: [`schema`] (pragmas and versioned migrations), [`writer`] (group
-//! commit), [`outbox`] (the queue towards MQTT and the `seen` de-duplication
-//! record), [`quota`] (space accounting and heartbeat compaction),
-//! [`mailbox`] (held downlinks), [`meta`] (small key/value facts), [`tally`]
-//! (the in-memory counters behind [`Store::stats`]), [`error`].
+//! Files: `schema.rs` (pragmas and versioned migrations), `writer.rs` (group
+//! commit), `outbox.rs` (the queue towards MQTT and the `seen` record),
+//! `quota.rs` (space accounting and heartbeat compaction), `mailbox.rs` (held
+//! downlinks), `meta.rs` (small key/value facts), `tally.rs` (the in-memory
+//! counters behind [`Store::stats`]), `error.rs`, and `tests/`.
 
 mod error;
 mod mailbox;
@@ -199,7 +205,7 @@ impl Default for StoreOptions {
             // A device retries a lost ack within minutes; a week covers a
             // device that was switched off in between.
             seen_retention: Duration::from_secs(7 * 24 * 3600),
-            // ~12 MiB of accounted space at SEEN_ROW_BYTES each.
+            // ~14 MiB of accounted space at SEEN_ROW_BYTES each.
             seen_max: 200_000,
             mailbox_max_per_device: 32,
             mailbox_max_total_bytes: 8 * 1024 * 1024,

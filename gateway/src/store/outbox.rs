@@ -174,6 +174,7 @@ pub(super) fn prune_seen(
         .execute([cutoff])? as u64;
     tallies.seen_rows -= expired;
     tallies.seen_retired -= expired;
+    tallies.space_freed |= expired > 0;
     if tallies.seen_retired > seen_max {
         forget_oldest_seen(conn, tallies, tallies.seen_retired - seen_max)?;
     }
@@ -198,5 +199,6 @@ pub(super) fn forget_oldest_seen(
         .execute([count.min(i64::MAX as u64)])? as u64;
     tallies.seen_rows -= forgotten;
     tallies.seen_retired -= forgotten;
+    tallies.space_freed |= forgotten > 0;
     Ok(())
 }

@@ -34,7 +34,8 @@ pub(super) struct Tallies {
     pub quota_state: QuotaState,
     /// Set when a message is refused for lack of room; see `Quota::settle`.
     pub full_latched: bool,
-    /// Whether the current transaction removed anything from the outbox.
+    /// Whether the current transaction freed accounted space (published,
+    /// compacted or forgotten rows).
     pub space_freed: bool,
 }
 

@@ -266,7 +266,12 @@ impl Writer {
     /// Checkpoints the WAL into the main file (so a copy of the `.db` file
     /// alone is complete) and hands freed pages back to the file system.
     fn shut_down(self) -> Result<(), StoreError> {
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // Each step of this pragma frees one page: step it to the end.
+        let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+        drop(steps);
+        drop(vacuum);
         let busy: i64 = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;

@@ -290,3 +290,32 @@ async fn close_finishes_queued_commits_and_later_requests_fail_clearly() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[tokio::test]
+async fn close_hands_the_space_of_a_drained_backlog_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let options = StoreOptions {
+        seen_retention: Duration::ZERO,
+        ..quick()
+    };
+    let store = open(&path, options.clone());
+    for chunk in 0..20u32 {
+        let batch = (0..100)
+            .map(|n| message(chunk * 100 + n, "transaction", 1))
+            .collect();
+        store.commit(batch).await.unwrap();
+    }
+    store.close().await.unwrap();
+    let full_size = std::fs::metadata(&path).unwrap().len();
+
+    let store = open(&path, options);
+    store.mark_published((1..=2000).collect()).await.unwrap();
+    assert_eq!(store.stats().backlog, 0);
+    store.close().await.unwrap();
+    let drained_size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        drained_size < full_size / 4,
+        "file should shrink after draining: {full_size} -> {drained_size} bytes"
+    );
+}
