@@ -12,7 +12,7 @@
 //! Acks are batched: ids arriving within [`ACK_BATCH_WINDOW`] share a frame,
 //! up to [`ACKS_PER_FRAME`] ids, so one downlink covers many messages.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -114,13 +114,22 @@ struct Queued {
     deferred: bool,
 }
 
+/// Ack ids waiting to go on air for one link. Ids become frames only when
+/// the link is free to send one, so under a flood the batch keeps growing
+/// instead of turning into thousands of pre-signed frames.
+struct PendingAcks {
+    since: Instant,
+    ids: VecDeque<MsgId>,
+    seen: HashSet<MsgId>,
+}
+
 /// The scheduler task's state.
 pub struct Scheduler {
     identity: Identity,
     links: HashMap<String, TxLink>,
     ledger: DutyCycleLedger,
-    /// Acks waiting for their batch window, per link.
-    acks: BTreeMap<String, (Instant, Vec<MsgId>)>,
+    /// Acks waiting for their batch window or for the link, per link.
+    acks: BTreeMap<String, PendingAcks>,
     queue: VecDeque<Queued>,
     busy_until: HashMap<String, Instant>,
     stats: Arc<Mutex<SchedulerStats>>,
@@ -195,9 +204,13 @@ impl Scheduler {
     fn accept(&mut self, request: TxRequest, now: Instant) {
         match request {
             TxRequest::Ack { link, msg_id } => {
-                let entry = self.acks.entry(link).or_insert_with(|| (now, Vec::new()));
-                if !entry.1.contains(&msg_id) {
-                    entry.1.push(msg_id);
+                let entry = self.acks.entry(link).or_insert_with(|| PendingAcks {
+                    since: now,
+                    ids: VecDeque::new(),
+                    seen: HashSet::new(),
+                });
+                if entry.seen.insert(msg_id) {
+                    entry.ids.push_back(msg_id);
                 }
             }
             TxRequest::Frame {
@@ -236,33 +249,44 @@ impl Scheduler {
         );
     }
 
-    /// Turns ripe ack batches into signed ack frames at ack priority.
+    /// Turns ripe ack batches into signed ack frames at ack priority: at
+    /// most one frame per link, and only when that link is free and has no
+    /// ack frame queued already.
     fn flush_acks(&mut self, now: Instant) {
         let ripe: Vec<String> = self
             .acks
             .iter()
-            .filter(|(_, (first, ids))| {
-                ids.len() >= ACKS_PER_FRAME || now >= *first + ACK_BATCH_WINDOW
-            })
+            .filter(|(_, p)| p.ids.len() >= ACKS_PER_FRAME || now >= p.since + ACK_BATCH_WINDOW)
             .map(|(link, _)| link.clone())
+            .filter(|link| !self.busy_until.get(link).is_some_and(|t| *t > now))
+            .filter(|link| {
+                !self
+                    .queue
+                    .iter()
+                    .any(|q| q.priority == Priority::Ack && &q.link == link)
+            })
             .collect();
         for link in ripe {
-            let Some((_, ids)) = self.acks.remove(&link) else {
+            let Some(pending) = self.acks.get_mut(&link) else {
                 continue;
             };
-            for chunk in ids.chunks(ACKS_PER_FRAME) {
-                let envelope = Envelope {
-                    version: ProtocolVersion::CURRENT,
-                    device_id: self.identity.device_id(),
-                    to: None,
-                    seq: None,
-                    message: Message::Ack(Ack {
-                        acked: chunk.to_vec(),
-                    }),
-                };
-                if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
-                    self.enqueue(Priority::Ack, link.clone(), frame.bytes, 0);
-                }
+            let take = pending.ids.len().min(ACKS_PER_FRAME);
+            let chunk: Vec<MsgId> = pending.ids.drain(..take).collect();
+            for id in &chunk {
+                pending.seen.remove(id);
+            }
+            if pending.ids.is_empty() {
+                self.acks.remove(&link);
+            }
+            let envelope = Envelope {
+                version: ProtocolVersion::CURRENT,
+                device_id: self.identity.device_id(),
+                to: None,
+                seq: None,
+                message: Message::Ack(Ack { acked: chunk }),
+            };
+            if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
+                self.enqueue(Priority::Ack, link, frame.bytes, 0);
             }
         }
     }
@@ -360,10 +384,13 @@ impl Scheduler {
     /// When something may become sendable: a batch window closing, or a
     /// link becoming free (after a transmission or when its band has room).
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let acks = self
-            .acks
-            .values()
-            .map(|(first, _)| *first + ACK_BATCH_WINDOW);
+        let acks = self.acks.iter().map(|(link, p)| {
+            let window = p.since + ACK_BATCH_WINDOW;
+            match self.busy_until.get(link) {
+                Some(free) if *free > window => *free,
+                _ => window.max(now),
+            }
+        });
         let links = self.busy_until.values().copied().filter(|t| *t > now);
         acks.chain(links).min()
     }
