@@ -40,7 +40,8 @@ fn main() {
                 to: None,
                 seq: None,
                 message: Message::Transaction(Transaction {
-                    payload: format!("bench transaction {i:08} with a typical payload size").into_bytes(),
+                    payload: format!("bench transaction {i:08} with a typical payload size")
+                        .into_bytes(),
                     timestamp_counter: Some(i as u32),
                 }),
             };

@@ -14,7 +14,7 @@ use std::time::Instant;
 use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
 use radio_bridge::frame::{Frame, FrameError, Message};
-use radio_bridge::link::{LinkEvent, RxFrame, RxMeta};
+use radio_bridge::link::{LinkEvent, RxMeta};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
