@@ -258,7 +258,7 @@ impl Scheduler {
             .iter()
             .filter(|(_, p)| p.ids.len() >= ACKS_PER_FRAME || now >= p.since + ACK_BATCH_WINDOW)
             .map(|(link, _)| link.clone())
-            .filter(|link| !self.busy_until.get(link).is_some_and(|t| *t > now))
+            .filter(|link| self.busy_until.get(link).is_none_or(|t| *t <= now))
             .filter(|link| {
                 !self
                     .queue
