@@ -1,5 +1,9 @@
 //! seed-e2e: black-box test harnesses built from real parts.
 //!
+//! - [`browser`]: a real headless Chromium (chromedriver + fantoccini) with
+//!   a phone-sized window, for the status page.
+//! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
+//!   says (gateway id, status page, simulated concentrator's GWMP port).
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
@@ -7,6 +11,8 @@
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
 
+pub mod browser;
+pub mod demo;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
