@@ -6,8 +6,11 @@
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
+//! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
+//!   emulated packet forwarder or RNode) as a child process, and its summary.
 
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
+pub mod simulate;
