@@ -10,6 +10,8 @@
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
+//! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
+//!   emulated packet forwarder or RNode) as a child process, and its summary.
 
 pub mod browser;
 pub mod demo;
@@ -17,3 +19,4 @@ pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
+pub mod simulate;
