@@ -178,7 +178,15 @@ impl Writer {
         first: Request,
         inbox: &Receiver<Request>,
     ) -> (Vec<Request>, Option<Reply<()>>) {
-        let deadline = Instant::now() + self.options.group_commit_delay;
+        // Only device messages wait for company: their radio acks are what
+        // group commit batches. Anything else (marking rows published, meta,
+        // mailbox updates) is written at once with whatever already queued,
+        // so the uplink's drain rate is not bound by the group delay.
+        let delay = match first {
+            Request::Commit { .. } => self.options.group_commit_delay,
+            _ => std::time::Duration::ZERO,
+        };
+        let deadline = Instant::now() + delay;
         let mut group = Vec::new();
         let mut messages = 0;
         let mut next = first;

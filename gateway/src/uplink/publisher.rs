@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use super::connection::DriverEvent;
 use super::incoming::{AckHandle, IncomingKind, IncomingMessage};
-use super::outbox::{Outbox, OutboxError};
+use super::outbox::Outbox;
 use super::payload::{up_payload, StatePayload};
 use super::status::UplinkStatus;
 use super::topics::{IncomingTopic, Topics};
@@ -83,9 +83,6 @@ struct Run {
     ready: VecDeque<OutboxEntry>,
     /// PUBACKed seqs not yet marked in the store.
     acked: Vec<u64>,
-    /// A mark running in the background, with the seqs it carries: the
-    /// store's commit (group delay + fsync) must never hold up publishing.
-    marking: Option<(Vec<u64>, tokio::task::JoinHandle<Result<(), OutboxError>>)>,
     /// A wake-up or a full page says the outbox may hold more than we sent.
     outbox_may_have_more: bool,
     /// No store calls before this instant (after a store error).
@@ -116,7 +113,6 @@ impl<O: Outbox> Publisher<O> {
             client: None,
             ready: VecDeque::new(),
             acked: Vec::new(),
-            marking: None,
             outbox_may_have_more: true,
             store_retry_at: None,
             store_failures: 0,
@@ -184,9 +180,8 @@ impl<O: Outbox> Publisher<O> {
         // meets Nagle and delayed ACKs and slows to a crawl).
         self.send_ready(run);
         self.publish_status(run);
-        self.collect_marks(run, false).await;
         if run.acked.len() >= self.mark_batch || (idle && !run.acked.is_empty()) {
-            self.start_marks(run);
+            self.flush_marks(run).await;
         }
         self.read_ahead(run).await;
         self.send_ready(run);
@@ -205,52 +200,12 @@ impl<O: Outbox> Publisher<O> {
         run.store_retry_at.is_some_and(|at| Instant::now() < at)
     }
 
-    /// Starts marking the acknowledged seqs in the background, one batch at
-    /// a time; what is acknowledged meanwhile goes into the next batch.
-    fn start_marks(&mut self, run: &mut Run) {
-        if run.marking.is_some() || run.acked.is_empty() || Self::store_blocked(run) {
-            return;
-        }
-        let seqs = std::mem::take(&mut run.acked);
-        let outbox = self.outbox.clone();
-        let batch = seqs.clone();
-        let task = tokio::spawn(async move { outbox.mark_published(batch).await });
-        run.marking = Some((seqs, task));
-    }
-
-    /// Takes the result of a background mark: when it has finished, or,
-    /// with `wait`, waiting for it.
-    async fn collect_marks(&mut self, run: &mut Run, wait: bool) {
-        let finished = match &run.marking {
-            Some((_, task)) => wait || task.is_finished(),
-            None => false,
-        };
-        if !finished {
-            return;
-        }
-        let Some((seqs, task)) = run.marking.take() else {
-            return;
-        };
-        let result = match task.await {
-            Ok(r) => r,
-            Err(e) => Err(OutboxError::new(format!("marking task failed: {e}"))),
-        };
-        self.after_mark(run, seqs, result);
-    }
-
-    /// Marks everything acknowledged so far and waits for it (shutdown).
     async fn flush_marks(&mut self, run: &mut Run) {
-        self.collect_marks(run, true).await;
         if run.acked.is_empty() || Self::store_blocked(run) {
             return;
         }
         let seqs = std::mem::take(&mut run.acked);
-        let result = self.outbox.mark_published(seqs.clone()).await;
-        self.after_mark(run, seqs, result);
-    }
-
-    fn after_mark(&mut self, run: &mut Run, seqs: Vec<u64>, result: Result<(), OutboxError>) {
-        match result {
+        match self.outbox.mark_published(seqs.clone()).await {
             Ok(()) => {
                 if run.store_failures > 0 {
                     info!(
@@ -277,8 +232,7 @@ impl<O: Outbox> Publisher<O> {
                     );
                 }
                 run.store_failures += 1;
-                let newer = std::mem::replace(&mut run.acked, seqs);
-                run.acked.extend(newer);
+                run.acked = seqs;
                 run.store_retry_at = Some(Instant::now() + STORE_RETRY);
             }
         }
