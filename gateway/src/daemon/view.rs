@@ -277,7 +277,7 @@ impl GatewayView for GatewayViewImpl {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        out.sort_by_key(|n| std::cmp::Reverse(n.last_seen_ms));
         out
     }
 
