@@ -48,7 +48,7 @@ use radio_bridge::frame::{
     Capabilities, DeviceClass, Envelope, Frame, Heartbeat, Message, PowerState, ProtocolVersion,
 };
 use radio_bridge::identity::Identity;
-use radio_bridge::link::unix_millis;
+use radio_bridge::link::{unix_millis, LinkState};
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
@@ -375,12 +375,21 @@ impl HeartbeatSender {
             self.queued_while_down = true;
         }
         let at = unix_millis(SystemTime::now());
+        let links_up = self
+            .state
+            .links()
+            .values()
+            .filter(|l| l.state == LinkState::Up)
+            .count();
         let body = json!({
             "msg_id": hex::encode(frame.msg_id),
             "device_id": self.identity.id_hex(),
             "message": to_json(&frame),
             "frame": BASE64.encode(&frame.bytes),
             "reason": beat.reason.name(),
+            // Radio links that were up when it was sent: with 0 it went
+            // out on no air at all.
+            "links_up": links_up,
             "sent_at": crate::uplink::payload::rfc3339_utc_millis(at),
         });
         let outcome = self

@@ -20,8 +20,13 @@
 //! All decisions about one device happen on one task ([`Mailbox::run`]), in
 //! the order frames were heard, and expiry runs on the same task: a
 //! downlink can never be both delivered and expired.
+//!
+//! An attempt counts when the scheduler reports the frame on air, not when
+//! it is queued: under a busy duty cycle a frame may wait, and queueing it
+//! again meanwhile would only spend airtime on copies. While a downlink is
+//! in flight (queued, not yet reported) it is not queued again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::MailboxSection;
 use crate::ingest::IngestObserver;
-use crate::scheduler::{Priority, SchedulerHandle, TxRequest};
+use crate::scheduler::{Priority, SchedulerHandle, TxReport, TxRequest};
 use crate::state::GatewayState;
 use crate::store::{
     Inbound, MailboxEntry, MailboxMark, MailboxPutOutcome, MailboxState, NewMail, Store,
@@ -55,6 +60,10 @@ pub const MAX_DOWNLINK_FRAME: usize = 255;
 /// for a short while after it transmits, and the rest wait for its next
 /// transmission (its ack of these is one).
 pub const DOWNLINKS_PER_WINDOW: usize = 8;
+
+/// A downlink queued this long without the scheduler reporting it is
+/// assumed lost in the queue and may be queued again.
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Expiry is checked this often at most (more often for short TTLs).
 const EXPIRY_CHECK_MAX: Duration = Duration::from_secs(15);
@@ -96,6 +105,9 @@ struct Inner {
     clock: Clock,
     work: mpsc::UnboundedSender<Work>,
     work_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Work>>>,
+    /// Mailbox entry id → when it was queued, for entries the scheduler has
+    /// not reported yet. Only the [`Mailbox::run`] task touches it.
+    in_flight: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 /// A final outcome of one downlink, as its receipt names it.
@@ -168,6 +180,7 @@ impl Mailbox {
                 clock,
                 work,
                 work_rx: std::sync::Mutex::new(Some(work_rx)),
+                in_flight: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -455,9 +468,14 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Processes "device heard" work in order, and expires overdue
-    /// downlinks, on one task. Call once.
-    pub async fn run(self, stop: CancellationToken) {
+    /// Processes "device heard" work and the scheduler's reports in order,
+    /// and expires overdue downlinks, on one task. Call once; `reports` is
+    /// the channel given to [`crate::scheduler::Scheduler::report_to`].
+    pub async fn run(
+        self,
+        mut reports: mpsc::UnboundedReceiver<TxReport>,
+        stop: CancellationToken,
+    ) {
         let Some(mut work) = self.inner.work_rx.lock().ok().and_then(|mut w| w.take()) else {
             return;
         };
@@ -479,12 +497,64 @@ impl Mailbox {
                     }
                     None => return,
                 },
+                Some(report) = reports.recv() => {
+                    if let Err(e) = self.on_report(report).await {
+                        tracing::warn!("mailbox: {e}");
+                    }
+                }
                 _ = tick.tick() => {
                     if let Err(e) = self.expire_overdue().await {
                         tracing::warn!("mailbox expiry: {e}");
                     }
                 }
             }
+        }
+    }
+
+    /// A downlink went on air (or could not): that is the attempt.
+    async fn on_report(&self, report: TxReport) -> Result<(), String> {
+        let queued = self.in_flight().remove(&report.tag);
+        if queued.is_none() || !report.sent {
+            return Ok(());
+        }
+        self.inner
+            .counters
+            .transmissions
+            .fetch_add(1, Ordering::Relaxed);
+        // False when the entry is gone meanwhile (acked, expired): fine.
+        self.inner
+            .store
+            .mailbox_mark(
+                report.tag,
+                MailboxMark {
+                    state: MailboxState::Pending,
+                    attempted_at_ms: Some(self.now()),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether an entry is queued for the air and not yet reported.
+    fn is_in_flight(&self, id: u64, now: u64) -> bool {
+        let mut in_flight = self.in_flight();
+        match in_flight.get(&id) {
+            Some(queued) if now < queued.saturating_add(IN_FLIGHT_TIMEOUT.as_millis() as u64) => {
+                true
+            }
+            Some(_) => {
+                in_flight.remove(&id);
+                false
+            }
+            None => false,
         }
     }
 
@@ -593,8 +663,9 @@ impl Mailbox {
                     .envelope
                     .seq
                     .is_some_and(|s| nacked_ranges.iter().any(|(a, b)| (*a..=*b).contains(&s)));
-            // A NACK asks for exactly what it names, nothing else.
-            if is_nack && !named {
+            // A NACK asks for exactly what it names, nothing else; and
+            // what is already queued for the air goes out anyway.
+            if (is_nack && !named) || self.is_in_flight(entry.id, now) {
                 continue;
             }
             let due = entry.last_attempt_at_ms.is_none_or(|last| {
@@ -617,19 +688,9 @@ impl Mailbox {
                 continue;
             }
             sent += 1;
-            store
-                .mailbox_mark(
-                    entry.id,
-                    MailboxMark {
-                        state: MailboxState::Pending,
-                        attempted_at_ms: Some(now),
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let counters = &self.inner.counters;
-            counters.transmissions.fetch_add(1, Ordering::Relaxed);
+            self.in_flight().insert(entry.id, now);
             if named {
+                let counters = &self.inner.counters;
                 counters.nack_redeliveries.fetch_add(1, Ordering::Relaxed);
             }
             self.inner.scheduler.submit(TxRequest::Frame {
@@ -668,6 +729,7 @@ impl Mailbox {
             .mailbox_remove(vec![entry.id])
             .await
             .map_err(|e| e.to_string())?;
+        self.in_flight().remove(&entry.id);
         Ok(())
     }
 }

@@ -161,8 +161,11 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         "unrestricted" => Region::Unrestricted,
         _ => Region::Eu868,
     };
-    let (scheduler, scheduler_handle, requests) =
+    let (mut scheduler, scheduler_handle, requests) =
         Scheduler::new(identity.clone(), tx_links, region);
+    // The mailbox counts a delivery attempt when its frame is on air.
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    scheduler.report_to(reports_tx);
     tasks.spawn(scheduler.run(requests, shutdown.clone()));
 
     let (uplink, incoming) = match &config.mqtt {
@@ -204,7 +207,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     if let Some(incoming) = incoming {
         tasks.spawn(mailbox.clone().accept(incoming, shutdown.clone()));
     }
-    tasks.spawn(mailbox.clone().run(shutdown.clone()));
+    tasks.spawn(mailbox.clone().run(reports_rx, shutdown.clone()));
 
     // The gateway's own heartbeat: the pacer decides when, the sender signs
     // and sends; link and uplink events make it speak up sooner.

@@ -297,6 +297,7 @@ async fn heartbeat_goes_on_every_link_and_to_the_outbox() {
     assert_eq!(body["message"]["message_type"], "heartbeat");
     assert_eq!(body["frame"], BASE64.encode(&frame.bytes));
     assert_eq!(body["reason"], "periodic");
+    assert_eq!(body["links_up"], 0);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 use crate::neighbors::NeighborTable;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, TxReport};
 use crate::store::StoreOptions;
 
 const START_MS: u64 = 1_700_000_000_000;
@@ -116,21 +116,47 @@ impl Rig {
             .unwrap();
     }
 
-    /// Downlink frames asked for since the last call.
-    fn sent(&mut self) -> Vec<Frame> {
+    /// Downlink frames asked for since the last call, without reporting
+    /// them on air: they stay in the scheduler's queue.
+    fn queued(&mut self) -> Vec<(u64, Frame)> {
         let mut out = Vec::new();
         while let Ok(r) = self.requests.try_recv() {
             match r {
                 TxRequest::Frame {
-                    bytes, priority, ..
+                    bytes,
+                    priority,
+                    tag,
+                    ..
                 } => {
                     assert_eq!(priority, Priority::Downlink);
-                    out.push(Frame::decode(&bytes).unwrap());
+                    out.push((tag, Frame::decode(&bytes).unwrap()));
                 }
                 other => panic!("unexpected request {other:?}"),
             }
         }
         out
+    }
+
+    /// Downlink frames asked for since the last call, each reported on air
+    /// as the scheduler does once it transmitted them.
+    async fn sent(&mut self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for (tag, frame) in self.queued() {
+            self.report(tag, true).await;
+            out.push(frame);
+        }
+        out
+    }
+
+    async fn report(&self, tag: u64, sent: bool) {
+        self.mailbox
+            .on_report(TxReport {
+                tag,
+                link: "r0".into(),
+                sent,
+            })
+            .await
+            .unwrap();
     }
 
     async fn receipts(&self) -> Vec<Value> {
@@ -165,11 +191,11 @@ async fn held_until_heard_then_delivered_on_ack() {
     r.put_tx("one").await;
     r.put_tx("two").await;
     assert!(
-        r.sent().is_empty(),
+        r.sent().await.is_empty(),
         "nothing goes out before the device is heard"
     );
     r.heartbeat().await;
-    let sent = r.sent();
+    let sent = r.sent().await;
     assert_eq!(sent.len(), 2);
     assert_eq!(
         sent.iter().map(|f| f.envelope.seq).collect::<Vec<_>>(),
@@ -210,22 +236,22 @@ async fn retries_wait_for_backoff_and_end_in_failed() {
     let mut r = rig(settings());
     r.put_tx("x").await;
     r.heartbeat().await;
-    assert_eq!(r.sent().len(), 1, "attempt 1");
+    assert_eq!(r.sent().await.len(), 1, "attempt 1");
     r.advance(999);
     r.heartbeat().await;
-    assert!(r.sent().is_empty(), "within the first backoff (1 s)");
+    assert!(r.sent().await.is_empty(), "within the first backoff (1 s)");
     r.advance(1);
     r.heartbeat().await;
-    assert_eq!(r.sent().len(), 1, "attempt 2 after 1 s");
+    assert_eq!(r.sent().await.len(), 1, "attempt 2 after 1 s");
     r.advance(1999);
     r.heartbeat().await;
-    assert!(r.sent().is_empty(), "backoff doubled to 2 s");
+    assert!(r.sent().await.is_empty(), "backoff doubled to 2 s");
     r.advance(1);
     r.heartbeat().await;
-    assert_eq!(r.sent().len(), 1, "attempt 3");
+    assert_eq!(r.sent().await.len(), 1, "attempt 3");
     r.advance(4000);
     r.heartbeat().await;
-    assert!(r.sent().is_empty());
+    assert!(r.sent().await.is_empty());
     assert_eq!(r.statuses().await, vec!["failed"]);
     assert_eq!(r.receipts().await[0]["attempts"], 3);
     assert!(r
@@ -243,7 +269,7 @@ async fn nack_redelivers_exactly_what_it_names() {
         r.put_tx(t).await;
     }
     r.heartbeat().await;
-    let first = r.sent();
+    let first = r.sent().await;
     assert_eq!(first.len(), 3);
     r.advance(10);
     r.heard(Message::Nack(Nack {
@@ -251,7 +277,7 @@ async fn nack_redelivers_exactly_what_it_names() {
         missing_ranges: vec![(2, 2)],
     }))
     .await;
-    let again = r.sent();
+    let again = r.sent().await;
     assert_eq!(again.len(), 1, "only the named one, though not due");
     assert_eq!(again[0].envelope.seq, Some(2));
     assert_eq!(again[0].bytes, first[1].bytes, "the same frame again");
@@ -260,7 +286,7 @@ async fn nack_redelivers_exactly_what_it_names() {
         missing_ranges: vec![],
     }))
     .await;
-    let again = r.sent();
+    let again = r.sent().await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].envelope.seq, Some(3));
     assert_eq!(
@@ -280,7 +306,7 @@ async fn overdue_downlinks_expire_instead_of_going_out() {
     r.put_tx("late").await;
     r.advance(60_000);
     r.heartbeat().await;
-    assert!(r.sent().is_empty(), "past its time to live");
+    assert!(r.sent().await.is_empty(), "past its time to live");
     assert_eq!(r.statuses().await, vec!["expired"]);
 
     // And without the device ever being heard: the periodic check.
@@ -304,7 +330,7 @@ async fn full_mailbox_rejects_with_a_receipt_and_spends_no_sequence_number() {
         .to_string();
     assert!(reason.contains("mailbox full"), "{reason}");
     r.heartbeat().await;
-    let seqs: Vec<_> = r.sent().iter().map(|f| f.envelope.seq).collect();
+    let seqs: Vec<_> = r.sent().await.iter().map(|f| f.envelope.seq).collect();
     assert_eq!(seqs, vec![Some(1), Some(2), Some(3), Some(4)]);
 }
 
@@ -315,7 +341,7 @@ async fn a_broker_redelivery_is_held_once() {
     r.put_tx("same").await;
     r.put_tx("other").await;
     r.heartbeat().await;
-    let seqs: Vec<_> = r.sent().iter().map(|f| f.envelope.seq).collect();
+    let seqs: Vec<_> = r.sent().await.iter().map(|f| f.envelope.seq).collect();
     assert_eq!(seqs, vec![Some(1), Some(2)], "no gap from the repeat");
     assert!(r.statuses().await.is_empty());
 }
@@ -325,12 +351,12 @@ async fn the_same_payload_later_is_a_new_downlink_with_its_own_receipt() {
     let mut r = rig(settings());
     r.put_tx("ping").await;
     r.heartbeat().await;
-    let first = r.sent();
+    let first = r.sent().await;
     r.heard(ack(&[&first[0]])).await;
     r.advance(5);
     r.put_tx("ping").await;
     r.heartbeat().await;
-    let second = r.sent();
+    let second = r.sent().await;
     assert_eq!(second.len(), 1);
     r.heard(ack(&[&second[0]])).await;
     assert_eq!(r.statuses().await, vec!["delivered", "delivered"]);
@@ -390,7 +416,7 @@ async fn backend_signed_frames_are_carried_unchanged_and_checked() {
     assert!(reasons[1].contains("one LoRa packet"), "{reasons:?}");
     assert!(reasons[2].contains("not JSON"), "{reasons:?}");
     r.heartbeat().await;
-    let sent = r.sent();
+    let sent = r.sent().await;
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].bytes, good.bytes, "carried byte for byte");
     assert_eq!(sent[1].envelope.device_id, backend.device_id());
@@ -432,14 +458,43 @@ async fn at_most_a_window_of_downlinks_per_hearing() {
         r.put_tx(&format!("n{i}")).await;
     }
     r.heartbeat().await;
-    let first = r.sent();
+    let first = r.sent().await;
     assert_eq!(first.len(), DOWNLINKS_PER_WINDOW);
     // The device's ack is a transmission too: the rest follow it.
     let refs: Vec<&Frame> = first.iter().collect();
     r.heard(ack(&refs)).await;
-    let rest = r.sent();
+    let rest = r.sent().await;
     assert_eq!(rest.len(), 3);
     assert_eq!(rest[0].envelope.seq, Some(DOWNLINKS_PER_WINDOW as u64 + 1));
+}
+
+#[tokio::test]
+async fn a_queued_downlink_is_not_queued_again_and_counts_once_on_air() {
+    let mut r = rig(settings());
+    r.put_tx("slow air").await;
+    r.heartbeat().await;
+    let queued = r.queued();
+    assert_eq!(queued.len(), 1);
+    let tag = queued[0].0;
+    // Heard again long after: the frame still waits for the air (duty
+    // cycle), so no copy is queued.
+    r.advance(600_000);
+    r.heartbeat().await;
+    assert!(r.queued().is_empty(), "in flight: not queued again");
+    // The scheduler could not send it: not an attempt, and free to retry.
+    r.report(tag, false).await;
+    let entry = &r.store.mailbox_for(r.device.device_id()).await.unwrap()[0];
+    assert_eq!(entry.attempts, 0);
+    r.heartbeat().await;
+    let again = r.queued();
+    assert_eq!(again.len(), 1);
+    r.report(again[0].0, true).await;
+    let entry = &r.store.mailbox_for(r.device.device_id()).await.unwrap()[0];
+    assert_eq!(entry.attempts, 1);
+    assert_eq!(
+        r.mailbox.counters().transmissions.load(Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
