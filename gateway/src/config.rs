@@ -260,18 +260,27 @@ pub struct PowerSection {
     /// Linux `power_supply` class directory read for the gateway's own power state.
     #[serde(default = "default_supply_path")]
     pub supply_path: PathBuf,
+    /// A discharging battery below this charge (percent) puts the gateway in
+    /// `low_power`: its own heartbeat slows to one every 7.5 minutes.
+    #[serde(default = "default_low_battery")]
+    pub low_battery_percent: u8,
 }
 
 impl Default for PowerSection {
     fn default() -> Self {
         PowerSection {
             supply_path: default_supply_path(),
+            low_battery_percent: default_low_battery(),
         }
     }
 }
 
 fn default_supply_path() -> PathBuf {
     PathBuf::from("/sys/class/power_supply")
+}
+
+fn default_low_battery() -> u8 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +298,18 @@ pub struct MailboxSection {
     /// Pending downlinks in total.
     #[serde(default = "default_total")]
     pub max_total: u32,
+    /// Wait before the first retry of an unacknowledged downlink; it doubles
+    /// with every attempt up to `retry_max_ms`. Retries happen only when
+    /// the device is heard again, never into silence.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_ms: u64,
+    /// Longest wait between retries.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_ms: u64,
+    /// Least time between two ledger-sync offers to the same device; 0
+    /// turns offers off.
+    #[serde(default = "default_sync_offer_interval")]
+    pub sync_offer_interval_s: u64,
 }
 
 impl Default for MailboxSection {
@@ -298,6 +319,9 @@ impl Default for MailboxSection {
             max_attempts: default_attempts(),
             max_per_device: default_per_device(),
             max_total: default_total(),
+            retry_base_ms: default_retry_base(),
+            retry_max_ms: default_retry_max(),
+            sync_offer_interval_s: default_sync_offer_interval(),
         }
     }
 }
@@ -313,6 +337,15 @@ fn default_per_device() -> u32 {
 }
 fn default_total() -> u32 {
     10_000
+}
+fn default_retry_base() -> u64 {
+    10_000
+}
+fn default_retry_max() -> u64 {
+    600_000
+}
+fn default_sync_offer_interval() -> u64 {
+    600
 }
 
 /// A configuration problem, located in the file.
@@ -386,6 +419,35 @@ impl Config {
         }
         if self.storage.quota_mb == 0 {
             return Err(fail("storage", "quota_mb", "must be at least 1".into()));
+        }
+        let m = &self.mailbox;
+        for (key, value) in [
+            ("ttl_s", m.ttl_s),
+            ("max_attempts", m.max_attempts.into()),
+            ("max_per_device", m.max_per_device.into()),
+            ("max_total", m.max_total.into()),
+            ("retry_base_ms", m.retry_base_ms),
+        ] {
+            if value == 0 {
+                return Err(fail("mailbox", key, "must be at least 1".into()));
+            }
+        }
+        if m.retry_max_ms < m.retry_base_ms {
+            return Err(fail(
+                "mailbox",
+                "retry_max_ms",
+                format!(
+                    "{} is less than retry_base_ms ({})",
+                    m.retry_max_ms, m.retry_base_ms
+                ),
+            ));
+        }
+        if self.power.low_battery_percent > 100 {
+            return Err(fail(
+                "power",
+                "low_battery_percent",
+                format!("{} is not a percentage", self.power.low_battery_percent),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for link in &self.links {
@@ -542,6 +604,29 @@ bind = "127.0.0.1:1700"
         let e = Config::parse(text, "c.toml").unwrap_err();
         assert!(e.message.contains("carrier-pigeon"), "{e}");
         assert_eq!(e.key, "link.type", "{e}");
+    }
+
+    #[test]
+    fn mailbox_and_power_keys_parse_and_validate() {
+        let c = Config::parse("", "c.toml").unwrap();
+        assert_eq!(c.mailbox.retry_base_ms, 10_000);
+        assert_eq!(c.mailbox.sync_offer_interval_s, 600);
+        assert_eq!(c.power.low_battery_percent, 30);
+        let text = "[mailbox]\nretry_base_ms = 200\nretry_max_ms = 1000\n[power]\nsupply_path = \"/tmp/ps\"\n";
+        let c = Config::parse(text, "c.toml").unwrap();
+        assert_eq!(
+            (c.mailbox.retry_base_ms, c.mailbox.retry_max_ms),
+            (200, 1000)
+        );
+        assert_eq!(c.power.supply_path, PathBuf::from("/tmp/ps"));
+        let e = Config::parse("[mailbox]\nretry_base_ms = 0\n", "c.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (2, "mailbox.retry_base_ms"),
+            "{e}"
+        );
+        let e = Config::parse("[mailbox]\nretry_max_ms = 5\n", "c.toml").unwrap_err();
+        assert_eq!(e.key, "mailbox.retry_max_ms", "{e}");
     }
 
     #[test]

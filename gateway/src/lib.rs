@@ -9,6 +9,7 @@
 //! - [`neighbors`]: the neighbor table built from heartbeats.
 //! - [`scheduler`]: the one transmit queue: priorities, ack batching, duty cycle.
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
+//! - [`heartbeat`]: the gateway's own heartbeat, paced by its power supply.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
 //! - [`state`]: counters, link states, events and traffic shared with the status page.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod heartbeat;
 pub mod ingest;
 pub mod neighbors;
 pub mod scheduler;

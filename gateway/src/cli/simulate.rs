@@ -1,5 +1,8 @@
 //! `simulate`: Seed devices behind a simulated concentrator, for testing a
 //! gateway from outside (another process, another machine).
+//!
+//! It prints one JSON summary line when it ends: after `--messages` are all
+//! acked (or the deadline passed), or on SIGINT/SIGTERM otherwise.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +40,9 @@ pub struct SimulateArgs {
     /// Probability that a packet is corrupted.
     #[arg(long, default_value_t = 0.0)]
     corrupt: f64,
+    /// Probability that a packet is held back and arrives after the next one.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
     /// Seed of keys and randomness.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -49,6 +55,13 @@ pub struct SimulateArgs {
     /// Do not send heartbeats.
     #[arg(long)]
     no_heartbeats: bool,
+    /// Devices hear downlinks but never ack them (nor NACK gaps).
+    #[arg(long)]
+    no_ack_downlinks: bool,
+    /// Without --messages: seconds (simulated) between a device's
+    /// transactions; 0 sends none.
+    #[arg(long, default_value_t = 60)]
+    transaction_interval_s: u64,
 }
 
 pub fn simulate(args: SimulateArgs) -> ExitCode {
@@ -57,6 +70,7 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         ("loss", args.loss),
         ("duplicate", args.duplicate),
         ("corrupt", args.corrupt),
+        ("reorder", args.reorder),
     ] {
         if !(0.0..=1.0).contains(&p) {
             return fail(format!("--{name} must be between 0 and 1, not {p}"));
@@ -70,11 +84,14 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
             loss: args.loss,
             duplicate: args.duplicate,
             corrupt: args.corrupt,
+            reorder: args.reorder,
         },
         seed: args.seed,
         deadline: Duration::from_secs(args.deadline_s),
         heartbeats: !args.no_heartbeats,
-        transaction_interval: args.messages.is_none().then_some(Duration::from_secs(60)),
+        transaction_interval: (args.messages.is_none() && args.transaction_interval_s > 0)
+            .then_some(Duration::from_secs(args.transaction_interval_s)),
+        ack_downlinks: !args.no_ack_downlinks,
         ..FleetOptions::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -91,9 +108,8 @@ pub fn simulate(args: SimulateArgs) -> ExitCode {
         };
         match summary {
             Ok(s) => {
-                if args.messages.is_some() {
-                    println!("{}", serde_json::to_string(&s).unwrap_or_default());
-                }
+                // With --messages when done; otherwise when interrupted.
+                println!("{}", serde_json::to_string(&s).unwrap_or_default());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),

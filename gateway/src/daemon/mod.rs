@@ -12,6 +12,7 @@
 
 mod downlinks;
 mod links;
+mod sync_offers;
 mod view;
 
 use std::net::SocketAddr;
@@ -27,13 +28,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::heartbeat::{self, HeartbeatSender, PowerSource};
 use crate::ingest::Ingest;
 use crate::neighbors::NeighborTable;
-use crate::scheduler::{Scheduler, TxLink};
+use crate::scheduler::{Scheduler, SchedulerHandle, SchedulerStats, TxLink};
 use crate::state::GatewayState;
 use crate::store::{Store, StoreOptions};
 use crate::uplink::Uplink;
 
+pub use downlinks::{request_id, MailboxCounters, DOWNLINKS_PER_WINDOW, MAX_DOWNLINK_FRAME};
 pub use links::links_from_config;
 pub use view::GatewayViewImpl;
 
@@ -58,6 +61,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub state: Arc<GatewayState>,
     pub store: Store,
+    scheduler: SchedulerHandle,
+    mailbox: downlinks::Mailbox,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     uplink: Option<Uplink>,
@@ -67,6 +72,16 @@ impl Running {
     /// A token that stops the gateway when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// What the transmit scheduler has sent, and the duty cycle it used.
+    pub fn scheduler_stats(&self) -> SchedulerStats {
+        self.scheduler.stats()
+    }
+
+    /// Downlink outcomes and transmissions so far.
+    pub fn mailbox_counters(&self) -> &MailboxCounters {
+        self.mailbox.counters()
     }
 
     /// Waits until the shutdown token is cancelled, then stops everything in
@@ -106,6 +121,11 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         &data_dir.join("seed-gateway.db"),
         StoreOptions {
             quota_bytes: config.storage.quota_mb * 1024 * 1024,
+            mailbox_max_per_device: config.mailbox.max_per_device.into(),
+            // The mailbox enforces `max_total` as a count; this byte limit
+            // (every frame fits one LoRa packet) only backs it up.
+            mailbox_max_total_bytes: u64::from(config.mailbox.max_total)
+                * (MAX_DOWNLINK_FRAME as u64 + crate::store::MAILBOX_ROW_OVERHEAD_BYTES),
             ..StoreOptions::default()
         },
     )
@@ -141,8 +161,11 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         "unrestricted" => Region::Unrestricted,
         _ => Region::Eu868,
     };
-    let (scheduler, scheduler_handle, requests) =
+    let (mut scheduler, scheduler_handle, requests) =
         Scheduler::new(identity.clone(), tx_links, region);
+    // The mailbox counts a delivery attempt when its frame is on air.
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    scheduler.report_to(reports_tx);
     tasks.spawn(scheduler.run(requests, shutdown.clone()));
 
     let (uplink, incoming) = match &config.mqtt {
@@ -174,12 +197,46 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         config.mailbox.clone(),
     );
     ingest.observe(Arc::new(mailbox.clone()));
+    ingest.observe(Arc::new(sync_offers::SyncOffers::new(
+        identity.clone(),
+        state.clone(),
+        scheduler_handle.clone(),
+        Duration::from_secs(config.mailbox.sync_offer_interval_s),
+    )));
     tasks.spawn(ingest.run(events_rx, shutdown.clone()));
     if let Some(incoming) = incoming {
         tasks.spawn(mailbox.clone().accept(incoming, shutdown.clone()));
     }
-    tasks.spawn(mailbox.clone().housekeeping(shutdown.clone()));
-    tasks.spawn(mailbox.clone().deliveries(shutdown.clone()));
+    tasks.spawn(mailbox.clone().run(reports_rx, shutdown.clone()));
+
+    // The gateway's own heartbeat: the pacer decides when, the sender signs
+    // and sends; link and uplink events make it speak up sooner.
+    let (beats_tx, beats_rx) = mpsc::unbounded_channel();
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    tasks.spawn(heartbeat::watch_changes(
+        state.subscribe(),
+        changes_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(heartbeat::pace(
+        PowerSource {
+            supply_path: config.power.supply_path.clone(),
+            low_battery_percent: config.power.low_battery_percent,
+        },
+        changes_rx,
+        beats_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(
+        HeartbeatSender::new(
+            identity.clone(),
+            store.clone(),
+            state.clone(),
+            scheduler_handle.clone(),
+            uplink.as_ref().map(Uplink::status),
+        )
+        .run(beats_rx),
+    );
     tasks.spawn(save_neighbors_periodically(
         store.clone(),
         state.clone(),
@@ -189,9 +246,9 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     let view = Arc::new(GatewayViewImpl::new(
         state.clone(),
         store.clone(),
-        scheduler_handle,
+        scheduler_handle.clone(),
         uplink.as_ref().map(Uplink::status),
-        mailbox,
+        mailbox.clone(),
         config.clone(),
     ));
     let http_addr = {
@@ -221,6 +278,8 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         http_addr,
         state,
         store,
+        scheduler: scheduler_handle,
+        mailbox,
         shutdown,
         tasks,
         uplink,

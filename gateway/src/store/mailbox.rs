@@ -199,6 +199,18 @@ pub(super) fn pending_for(
     Ok(entries)
 }
 
+/// Entries no longer `Pending` (marked expired, delivered or failed) that
+/// are still held: their outcome was decided but, after a crash, perhaps
+/// never reported. Oldest first.
+pub(super) fn unfinished(conn: &Connection) -> Result<Vec<MailboxEntry>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM mailbox WHERE state != 'pending' ORDER BY id");
+    let entries = conn
+        .prepare_cached(&sql)?
+        .query_map([], entry_from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(entries)
+}
+
 pub(super) fn mark(conn: &Connection, id: u64, mark: MailboxMark) -> Result<bool, StoreError> {
     let Ok(id) = i64::try_from(id) else {
         return Ok(false);

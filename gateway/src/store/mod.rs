@@ -65,6 +65,7 @@ use tokio::sync::oneshot;
 pub use error::StoreError;
 pub use mailbox::{
     MailboxEntry, MailboxLimit, MailboxMark, MailboxPutOutcome, MailboxState, NewMail,
+    MAILBOX_ROW_OVERHEAD_BYTES,
 };
 pub use quota::{OUTBOX_ROW_OVERHEAD_BYTES, SEEN_ROW_BYTES};
 pub use schema::SCHEMA_VERSION;
@@ -320,6 +321,12 @@ impl Store {
     pub async fn mailbox_for(&self, device_id: [u8; 32]) -> Result<Vec<MailboxEntry>, StoreError> {
         self.read(move |conn| mailbox::pending_for(conn, &device_id))
             .await
+    }
+
+    /// Entries whose state is no longer `Pending` but which are still held
+    /// (their receipt may not have been written before a crash).
+    pub async fn mailbox_unfinished(&self) -> Result<Vec<MailboxEntry>, StoreError> {
+        self.read(mailbox::unfinished).await
     }
 
     /// Records a delivery attempt and/or a new state for one entry, durably.

@@ -3,25 +3,35 @@
 //!
 //! A device sends heartbeats on the spec's schedule for its power state,
 //! transactions that it retransmits until the gateway acks them, and it
-//! listens to what the gateway transmits (acks, downlinks addressed to it,
-//! which it acks in turn). Devices do not know how their packets reach the
-//! gateway: they talk to an [`Air`], and the simulator front-ends put a real
-//! RNode or packet-forwarder wire protocol behind it.
+//! listens to what the gateway transmits: acks of its own messages, and
+//! downlinks addressed to it, which it acks at once (every time it hears
+//! one: its earlier ack may have been lost). It watches the downlinks'
+//! sequence numbers and NACKs gaps, naming the missing range, a few times
+//! per missing number before giving up on it (the gateway may have nothing
+//! there: a downlink that expired, or a number skipped by a crash).
+//!
+//! Devices do not know how their packets reach the gateway: they talk to an
+//! [`Air`], and the simulator front-ends put a real RNode or
+//! packet-forwarder wire protocol behind it. The air loses, duplicates and
+//! reorders packets in both directions as [`AirConditions`] say.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::fragment;
 use crate::frame::*;
 use crate::identity::Identity;
 
-/// Radio conditions between the devices and the gateway, applied to every
-/// uplink packet: loss, duplication and corruption happen "on air".
+/// Radio conditions between the devices and the gateway. Loss,
+/// duplication and reordering apply to every packet in both directions;
+/// corruption to packets towards the gateway (a corrupted packet towards a
+/// device fails its signature check there, which is just a loss).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AirConditions {
     /// Probability a packet is lost, 0.0..=1.0.
@@ -30,6 +40,55 @@ pub struct AirConditions {
     pub duplicate: f64,
     /// Probability one byte of a packet is corrupted.
     pub corrupt: f64,
+    /// Probability a packet is held back and arrives after the next one.
+    pub reorder: f64,
+}
+
+/// A held-back packet comes out after the next packet, or after this long
+/// (simulated time) if none follows.
+const MAX_HOLD: Duration = Duration::from_secs(2);
+
+/// Times a device NACKs one missing sequence number before giving up on it.
+const NACKS_PER_GAP: u32 = 3;
+
+/// How far below the highest sequence number heard a device looks for gaps.
+const GAP_WINDOW: u64 = 64;
+
+/// Loss, duplication and reordering of one direction of the air.
+struct Impaired<T> {
+    held: Option<(T, Instant)>,
+}
+
+impl<T: Clone> Impaired<T> {
+    fn new() -> Self {
+        Impaired { held: None }
+    }
+
+    /// What arrives, in order, when `item` is put on air.
+    fn pass(&mut self, item: T, c: &AirConditions, rng: &mut StdRng, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        if !rng.random_bool(c.loss.clamp(0.0, 1.0)) {
+            out.push(item.clone());
+            if rng.random_bool(c.duplicate.clamp(0.0, 1.0)) {
+                out.push(item);
+            }
+        }
+        if let Some((held, _)) = self.held.take() {
+            // Overtaken: the held packet lands after this one.
+            out.push(held);
+        } else if !out.is_empty() && rng.random_bool(c.reorder.clamp(0.0, 1.0)) {
+            self.held = Some((out.remove(0), now));
+        }
+        out
+    }
+
+    /// The held packet, once it has waited `max_hold` for a successor.
+    fn release_stale(&mut self, now: Instant, max_hold: Duration) -> Option<T> {
+        match &self.held {
+            Some((_, since)) if now >= *since + max_hold => self.held.take().map(|(t, _)| t),
+            _ => None,
+        }
+    }
 }
 
 /// One packet a device puts on air, with the signal the gateway will report.
@@ -70,6 +129,9 @@ pub struct FleetOptions {
     /// Without `messages`: each device sends a transaction about this often
     /// (simulated time), forever. `None`: heartbeats only.
     pub transaction_interval: Option<Duration>,
+    /// Whether devices ack the downlinks they receive and NACK gaps (on by
+    /// default; off simulates a device that hears but never answers).
+    pub ack_downlinks: bool,
 }
 
 impl Default for FleetOptions {
@@ -84,6 +146,7 @@ impl Default for FleetOptions {
             deadline: Duration::from_secs(120),
             heartbeats: true,
             transaction_interval: None,
+            ack_downlinks: true,
         }
     }
 }
@@ -96,8 +159,17 @@ pub struct FleetSummary {
     /// Hex message ids the gateway acked: each is durable on its disk.
     pub acked_ids: Vec<String>,
     pub heartbeats: u64,
-    /// Downlinks addressed to one of the devices that they received.
+    /// Distinct downlinks addressed to one of the devices that it received.
     pub downlinks_received: u64,
+    /// Acks the devices sent for downlinks (a downlink heard twice is
+    /// acked twice).
+    pub downlinks_acked: u64,
+    /// NACK frames the devices sent for gaps in downlink sequence numbers.
+    pub nacks_sent: u64,
+    /// Ledger-sync offers addressed to one of the devices.
+    pub sync_offers_received: u64,
+    /// Heartbeats of the gateway itself that the devices heard.
+    pub gateway_heartbeats: u64,
 }
 
 /// The heartbeat interval the spec gives for a power state (we pick the
@@ -121,7 +193,11 @@ struct Device {
     unacked: BTreeMap<MsgId, (Vec<u8>, Instant, u32)>,
     sent: u64,
     /// Downlink sequence numbers received, for gap detection.
-    downlink_seqs: HashSet<u64>,
+    downlink_seqs: BTreeSet<u64>,
+    /// Downlinks received (by msg_id), to count each once.
+    downlinks: HashSet<MsgId>,
+    /// NACKs sent per missing sequence number.
+    nacked: HashMap<u64, u32>,
     next_transaction: Instant,
 }
 
@@ -136,8 +212,8 @@ pub fn device_identity(seed: u64, index: usize) -> Identity {
 }
 
 /// Runs a fleet until `messages` mode completes (all acked or deadline), or
-/// forever when `messages` is `None`. Returns the summary.
-pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
+/// until `stop` is cancelled. Returns the summary either way.
+pub async fn run_fleet(options: FleetOptions, air: Air, stop: CancellationToken) -> FleetSummary {
     let mut rng = StdRng::seed_from_u64(options.seed);
     let speed = options.speed.max(0.001);
     let scaled = |d: Duration| d.div_f64(speed);
@@ -158,7 +234,9 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
                 next_heartbeat: start + scaled(Duration::from_millis(rng.random_range(0..2000u64))),
                 unacked: BTreeMap::new(),
                 sent: 0,
-                downlink_seqs: HashSet::new(),
+                downlink_seqs: BTreeSet::new(),
+                downlinks: HashSet::new(),
+                nacked: HashMap::new(),
                 next_transaction: start
                     + options
                         .transaction_interval
@@ -173,14 +251,33 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
     let deadline = start + options.deadline;
     let send_gap = scaled(Duration::from_millis(200));
     let retransmit_after = scaled(Duration::from_secs(10));
+    let max_hold = scaled(MAX_HOLD);
+    let mut up_air: Impaired<AirPacket> = Impaired::new();
+    let mut down_air: Impaired<Vec<u8>> = Impaired::new();
+    let mut heard_now: Vec<Vec<u8>> = Vec::new();
 
     loop {
         let now = Instant::now();
         // Hear the gateway first: an ack may spare a retransmission.
         while let Ok(packet) = downlink.try_recv() {
-            hear(&packet, &mut devices, &mut acked, &mut summary);
+            heard_now.push(packet);
         }
+        let mut arrived: Vec<Vec<u8>> = Vec::new();
+        for packet in heard_now.drain(..) {
+            arrived.extend(down_air.pass(packet, &options.conditions, &mut rng, now));
+        }
+        arrived.extend(down_air.release_stale(now, max_hold));
         let mut to_send: Vec<(DeviceId, Vec<u8>)> = Vec::new();
+        for packet in arrived {
+            let replies = hear(
+                &packet,
+                &mut devices,
+                &mut acked,
+                &mut summary,
+                options.ack_downlinks,
+            );
+            to_send.extend(replies);
+        }
         for d in devices.iter_mut() {
             if options.heartbeats && now >= d.next_heartbeat {
                 d.counter += 1;
@@ -226,8 +323,12 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
             let packets =
                 fragment::packets_for(&frame, tag, set_id, options.mtu).unwrap_or_default();
             for p in packets {
-                put_on_air(&air, p, &options.conditions, &mut rng).await;
+                put_on_air(&air, &mut up_air, p, &options.conditions, &mut rng).await;
             }
+        }
+        if let Some(p) = up_air.release_stale(Instant::now(), max_hold) {
+            // A closed gateway side just means nobody listens any more.
+            let _ = air.uplink.send(p).await;
         }
         if let Some(m) = options.messages {
             let all_sent = devices.iter().all(|d| d.sent >= m);
@@ -238,10 +339,11 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
         }
         // Wait for the next thing to do, or for the gateway to speak.
         tokio::select! {
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(send_gap) => {}
             packet = downlink.recv() => {
                 if let Ok(packet) = packet {
-                    hear(&packet, &mut devices, &mut acked, &mut summary);
+                    heard_now.push(packet);
                 }
             }
         }
@@ -253,10 +355,13 @@ pub async fn run_fleet(options: FleetOptions, air: Air) -> FleetSummary {
     summary
 }
 
-async fn put_on_air(air: &Air, bytes: Vec<u8>, c: &AirConditions, rng: &mut StdRng) {
-    if rng.random_bool(c.loss.clamp(0.0, 1.0)) {
-        return;
-    }
+async fn put_on_air(
+    air: &Air,
+    up_air: &mut Impaired<AirPacket>,
+    bytes: Vec<u8>,
+    c: &AirConditions,
+    rng: &mut StdRng,
+) {
     let mut bytes = bytes;
     if rng.random_bool(c.corrupt.clamp(0.0, 1.0)) && !bytes.is_empty() {
         let i = rng.random_range(0..bytes.len());
@@ -267,26 +372,27 @@ async fn put_on_air(air: &Air, bytes: Vec<u8>, c: &AirConditions, rng: &mut StdR
         rssi: -60.0 - rng.random_range(0.0..60.0f32),
         snr: rng.random_range(-10.0..10.0f32),
     };
-    let copies = if rng.random_bool(c.duplicate.clamp(0.0, 1.0)) {
-        2
-    } else {
-        1
-    };
-    for _ in 0..copies {
+    for p in up_air.pass(packet, c, rng, Instant::now()) {
         // A closed gateway side just means nobody listens any more.
-        let _ = air.uplink.send(packet.clone()).await;
+        let _ = air.uplink.send(p).await;
     }
 }
 
-/// A packet the gateway transmitted, as every device hears it.
+/// A packet the gateway transmitted, as every device hears it. Returns what
+/// the devices answer (acks and NACKs of downlinks), by sender.
 fn hear(
     packet: &[u8],
     devices: &mut [Device],
     acked: &mut HashSet<MsgId>,
     summary: &mut FleetSummary,
-) {
+    ack_downlinks: bool,
+) -> Vec<(DeviceId, Vec<u8>)> {
     let Ok(frame) = Frame::decode(packet) else {
-        return;
+        return Vec::new();
+    };
+    let addressee = |devices: &mut [Device]| -> Option<usize> {
+        let to = frame.envelope.to?;
+        devices.iter().position(|d| d.identity.device_id() == to)
     };
     match &frame.envelope.message {
         Message::Ack(ack) => {
@@ -297,25 +403,98 @@ fn hear(
                     }
                 }
             }
+            Vec::new()
         }
-        _ => {
-            if let Some(to) = frame.envelope.to {
-                if let Some(d) = devices.iter_mut().find(|d| d.identity.device_id() == to) {
-                    let first = frame
-                        .envelope
-                        .seq
-                        .map(|s| d.downlink_seqs.insert(s))
-                        .unwrap_or(true);
-                    if first {
-                        summary.downlinks_received += 1;
-                    }
-                }
+        Message::Heartbeat(_) => {
+            summary.gateway_heartbeats += 1;
+            Vec::new()
+        }
+        // An offer is a hint, not a message to keep: nothing to ack.
+        Message::LedgerSync(LedgerSync::Offer { .. }) => {
+            if addressee(devices).is_some() {
+                summary.sync_offers_received += 1;
             }
+            Vec::new()
         }
+        _ => match addressee(devices) {
+            Some(i) => {
+                let d = &mut devices[i];
+                let replies = d.receive_downlink(&frame, summary, ack_downlinks);
+                let id = d.identity.device_id();
+                replies.into_iter().map(|r| (id, r)).collect()
+            }
+            None => Vec::new(),
+        },
     }
 }
 
 impl Device {
+    /// Takes in a downlink addressed to this device; returns the frames it
+    /// answers with: an ack, and a NACK if sequence numbers are missing.
+    fn receive_downlink(
+        &mut self,
+        frame: &Frame,
+        summary: &mut FleetSummary,
+        answer: bool,
+    ) -> Vec<Vec<u8>> {
+        if self.downlinks.insert(frame.msg_id) {
+            summary.downlinks_received += 1;
+        }
+        if let Some(seq) = frame.envelope.seq {
+            self.downlink_seqs.insert(seq);
+        }
+        if !answer {
+            return Vec::new();
+        }
+        let mut replies = vec![
+            self.sign(Message::Ack(Ack {
+                acked: vec![frame.msg_id],
+            }))
+            .bytes,
+        ];
+        summary.downlinks_acked += 1;
+        let missing = self.missing_ranges();
+        if !missing.is_empty() {
+            replies.push(
+                self.sign(Message::Nack(Nack {
+                    missing_ids: Vec::new(),
+                    missing_ranges: missing,
+                }))
+                .bytes,
+            );
+            summary.nacks_sent += 1;
+        }
+        replies
+    }
+
+    /// Gaps below the highest downlink sequence number heard, above the
+    /// lowest heard in this run (a device starting up does not know what
+    /// came before), that have not been NACKed too often yet. Counts the
+    /// NACK it is about to send.
+    fn missing_ranges(&mut self) -> Vec<(u64, u64)> {
+        let (Some(&lowest), Some(&highest)) =
+            (self.downlink_seqs.first(), self.downlink_seqs.last())
+        else {
+            return Vec::new();
+        };
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for seq in lowest.max(highest.saturating_sub(GAP_WINDOW))..highest {
+            if self.downlink_seqs.contains(&seq) {
+                continue;
+            }
+            let asked = self.nacked.entry(seq).or_insert(0);
+            if *asked >= NACKS_PER_GAP {
+                continue;
+            }
+            *asked += 1;
+            match ranges.last_mut() {
+                Some((_, to)) if *to + 1 == seq => *to = seq,
+                _ => ranges.push((seq, seq)),
+            }
+        }
+        ranges
+    }
+
     fn envelope(&self, message: Message) -> Envelope {
         Envelope {
             version: ProtocolVersion::CURRENT,
@@ -359,5 +538,151 @@ impl Device {
             payload: payload.into_bytes(),
             timestamp_counter: Some(self.counter),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(index: usize) -> Device {
+        let now = Instant::now();
+        Device {
+            identity: device_identity(1, index),
+            power: PowerState::Normal,
+            counter: 1,
+            ledger_height: 0,
+            next_heartbeat: now,
+            unacked: BTreeMap::new(),
+            sent: 0,
+            downlink_seqs: BTreeSet::new(),
+            downlinks: HashSet::new(),
+            nacked: HashMap::new(),
+            next_transaction: now,
+        }
+    }
+
+    fn downlink(to: &Device, seq: u64) -> Frame {
+        let gateway = Identity::from_seed([9; 32]);
+        Frame::sign(
+            Envelope {
+                version: ProtocolVersion::CURRENT,
+                device_id: gateway.device_id(),
+                to: Some(to.identity.device_id()),
+                seq: Some(seq),
+                message: Message::Transaction(Transaction {
+                    payload: format!("down {seq}").into_bytes(),
+                    timestamp_counter: None,
+                }),
+            },
+            gateway.signing_key(),
+        )
+        .unwrap()
+    }
+
+    fn decode_all(replies: &[Vec<u8>]) -> Vec<Message> {
+        replies
+            .iter()
+            .map(|r| Frame::decode(r).unwrap().envelope.message)
+            .collect()
+    }
+
+    #[test]
+    fn devices_ack_downlinks_and_nack_gaps() {
+        let mut d = device(0);
+        let mut summary = FleetSummary::default();
+        let one = downlink(&d, 1);
+        let replies = d.receive_downlink(&one, &mut summary, true);
+        assert_eq!(
+            decode_all(&replies),
+            vec![Message::Ack(Ack {
+                acked: vec![one.msg_id]
+            })]
+        );
+        // 2 and 3 lost: hearing 4 names them.
+        let four = downlink(&d, 4);
+        let replies = d.receive_downlink(&four, &mut summary, true);
+        assert_eq!(
+            decode_all(&replies)[1],
+            Message::Nack(Nack {
+                missing_ids: vec![],
+                missing_ranges: vec![(2, 3)]
+            })
+        );
+        // Heard twice: acked twice, counted once.
+        d.receive_downlink(&four, &mut summary, true);
+        assert_eq!(summary.downlinks_received, 2);
+        assert_eq!(summary.downlinks_acked, 3);
+        // A gap nobody fills is given up after a few NACKs.
+        let seven = downlink(&d, 7);
+        d.receive_downlink(&downlink(&d, 2), &mut summary, true);
+        let replies = d.receive_downlink(&seven, &mut summary, true);
+        assert_eq!(
+            decode_all(&replies)[1],
+            Message::Nack(Nack {
+                missing_ids: vec![],
+                missing_ranges: vec![(5, 6)]
+            }),
+            "3 was NACKed thrice already"
+        );
+        // A silent device hears but answers nothing.
+        assert!(d
+            .receive_downlink(&downlink(&d, 8), &mut summary, false)
+            .is_empty());
+    }
+
+    #[test]
+    fn reordering_holds_a_packet_until_the_next_one() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let always = AirConditions {
+            reorder: 1.0,
+            ..AirConditions::default()
+        };
+        let now = Instant::now();
+        let mut air: Impaired<u32> = Impaired::new();
+        assert!(air.pass(1, &always, &mut rng, now).is_empty(), "held");
+        assert_eq!(air.pass(2, &always, &mut rng, now), vec![2, 1]);
+        assert!(air.pass(3, &always, &mut rng, now).is_empty());
+        assert_eq!(air.release_stale(now, MAX_HOLD), None, "not yet");
+        assert_eq!(air.release_stale(now + MAX_HOLD, MAX_HOLD), Some(3));
+
+        let lossy = AirConditions {
+            loss: 1.0,
+            ..AirConditions::default()
+        };
+        assert!(air.pass(4, &lossy, &mut rng, now).is_empty());
+        let doubled = AirConditions {
+            duplicate: 1.0,
+            ..AirConditions::default()
+        };
+        assert_eq!(air.pass(5, &doubled, &mut rng, now), vec![5, 5]);
+    }
+
+    #[test]
+    fn a_mixed_air_delivers_each_packet_at_most_twice_and_loses_some() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let c = AirConditions {
+            loss: 0.3,
+            duplicate: 0.2,
+            reorder: 0.2,
+            corrupt: 0.0,
+        };
+        let now = Instant::now();
+        let mut air: Impaired<u32> = Impaired::new();
+        let mut got = Vec::new();
+        for i in 0..1000 {
+            got.extend(air.pass(i, &c, &mut rng, now));
+        }
+        got.extend(air.release_stale(now + MAX_HOLD, MAX_HOLD));
+        let mut counts = HashMap::new();
+        for g in &got {
+            *counts.entry(*g).or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|&n| n <= 2));
+        assert!(counts.len() < 1000 && counts.len() > 500);
+        assert!(
+            got.windows(2).any(|w| w[0] > w[1]),
+            "some arrive out of order"
+        );
     }
 }

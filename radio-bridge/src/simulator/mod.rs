@@ -55,17 +55,14 @@ pub async fn fleet_over_rnode(
         uplink: uplink_tx,
         downlink: downlink_tx,
     };
-    let summary = tokio::select! {
-        s = run_fleet(options, air) => s,
-        _ = stop.cancelled() => FleetSummary::default(),
-    };
+    let summary = run_fleet(options, air, stop).await;
     relay.abort();
     Ok(summary)
 }
 
 /// Runs a fleet behind an emulated Semtech packet forwarder that talks GWMP
 /// to `server` over real UDP. Returns when the fleet is done (`messages`
-/// mode) or `stop` is cancelled.
+/// mode) or `stop` is cancelled, with what the fleet did until then.
 pub async fn fleet_over_gwmp(
     server: SocketAddr,
     options: FleetOptions,
@@ -100,10 +97,7 @@ pub async fn fleet_over_gwmp(
         uplink: uplink_tx,
         downlink: downlink_tx,
     };
-    let summary = tokio::select! {
-        s = run_fleet(options, air) => s,
-        _ = stop.cancelled() => FleetSummary::default(),
-    };
+    let summary = run_fleet(options, air, stop).await;
     relay.abort();
     Ok(summary)
 }
