@@ -2,8 +2,9 @@
 #
 # Boots the Seed gateway image built by seed_qemu_x86_64_defconfig, from
 # the directory it is in (output/images). The status page is forwarded to
-# http://127.0.0.1:8080/; the RNode serial port is a virtio-serial port
-# named rnode0 whose host side is the Unix socket ./rnode0.sock.
+# http://127.0.0.1:8080/; the RNode serial port is a virtio-serial console
+# port named rnode0 (a tty in the guest) whose host side is the Unix socket
+# ./rnode0.sock.
 #
 # Usage: start-qemu.sh [extra qemu arguments]
 
@@ -26,6 +27,6 @@ exec qemu-system-x86_64 \
 	-device virtio-net-pci,netdev=net0 \
 	-device virtio-serial-pci \
 	-chardev socket,id=rnode0,path=rnode0.sock,server=on,wait=off \
-	-device virtserialport,chardev=rnode0,name=rnode0 \
+	-device virtconsole,chardev=rnode0,name=rnode0 \
 	-device i6300esb -action watchdog=reset \
 	"$@"
