@@ -33,7 +33,8 @@
 # Environment: SEED_IMAGE_OUT (default image/out), CARGO_TARGET_DIR,
 #              SEED_GATEWAY_BIN
 # Needs (Debian): busybox-static kmod e2fsprogs fdisk util-linux genimage
-#                 cpio gzip apt (dpkg-deb, apt-get) and cargo.
+#                 cpio gzip apt (dpkg-deb, apt-get), hostapd dnsmasq-base iw
+#                 wpasupplicant iptables (the kiosk Wi-Fi), and cargo.
 
 set -euo pipefail
 
@@ -51,8 +52,10 @@ force=no
 say() { echo "image/build.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-for tool in busybox mke2fs e2fsck resize2fs sfdisk partx genimage cpio gzip depmod modprobe dpkg-deb apt-get ldd sha256sum flock; do
-	command -v "${tool}" >/dev/null || die "missing tool '${tool}' (Debian: busybox-static kmod e2fsprogs fdisk util-linux genimage cpio)"
+for tool in busybox mke2fs e2fsck resize2fs sfdisk partx genimage cpio gzip depmod modprobe dpkg-deb apt-get ldd sha256sum flock \
+	hostapd dnsmasq iw wpa_supplicant wpa_passphrase xtables-legacy-multi; do
+	command -v "${tool}" >/dev/null ||
+		die "missing tool '${tool}' (Debian: busybox-static kmod e2fsprogs fdisk util-linux genimage cpio hostapd dnsmasq-base iw wpasupplicant iptables)"
 done
 file -L "${busybox}" 2>/dev/null | grep -q 'statically linked' ||
 	die "${busybox} is not statically linked (install busybox-static)"
@@ -141,6 +144,29 @@ for tool in /sbin/mke2fs /sbin/e2fsck /sbin/resize2fs /sbin/sfdisk /usr/bin/part
 done
 ln -sf mke2fs "${rootfs}/sbin/mkfs.ext4"
 install -m 0644 /etc/mke2fs.conf "${rootfs}/etc/mke2fs.conf"
+
+# What Buildroot's hostapd, dnsmasq, iw, wpa_supplicant and iptables
+# (legacy) packages provide to the kiosk Wi-Fi (S60seed-wifi). QEMU has no
+# Wi-Fi: a test loads mac80211_hwsim (see rootfs-modules) and drives it.
+for tool in /usr/sbin/hostapd /usr/sbin/dnsmasq /usr/sbin/iw /usr/sbin/wpa_supplicant \
+	/usr/bin/wpa_passphrase /usr/sbin/xtables-legacy-multi; do
+	copy_with_libs "$(command -v "${tool##*/}")" "${tool}" "${rootfs}"
+done
+ln -sf xtables-legacy-multi "${rootfs}/usr/sbin/iptables"
+xtables_dir=/usr/lib/x86_64-linux-gnu/xtables
+mkdir -p "${rootfs}${xtables_dir}"
+cp -a "${xtables_dir}/." "${rootfs}${xtables_dir}/"
+
+# Modules for modprobe at run time, at their usual place, with modules.dep.
+modules_dir="${kernel_dir}/lib/modules/${kernel_version}"
+grep -v -e '^#' -e '^$' "${here}/rootfs-modules" | while read -r module; do
+	modprobe -d "${kernel_dir}" -S "${kernel_version}" --show-depends "${module}" |
+		sed -n 's/^insmod \([^ ]*\).*/\1/p'
+done | sort -u | while read -r ko; do
+	install -D -m 0644 "${ko}" "${rootfs}/lib/modules/${kernel_version}/${ko#"${modules_dir}"/}"
+done
+cp "${modules_dir}/modules.order" "${modules_dir}/modules.builtin" "${rootfs}/lib/modules/${kernel_version}/"
+depmod -b "${rootfs}" "${kernel_version}"
 
 # The seed-gateway package, as seed-gateway.mk installs it.
 pkg="${br}/package/seed-gateway"

@@ -36,7 +36,7 @@ use tokio::time::{sleep, timeout, Instant};
 /// here; the margin is for a machine busy with parallel builds.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Longest a debug-shell command may take.
-pub const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The repository root (the parent of the `tests` crate).
 pub fn repo_root() -> PathBuf {
@@ -357,12 +357,14 @@ impl Guest {
         Duration::from_secs_f64(seconds)
     }
 
-    /// Runs `command` with `sh` as root in the guest; stdin is /dev/null,
-    /// stderr goes with stdout.
+    /// Runs `command` as root in the guest, in a subshell of the debug shell
+    /// (so `exit` and `cd` stay inside it); stdin is /dev/null, stderr goes
+    /// with stdout. Background processes it starts keep running.
     pub async fn shell(&mut self, command: &str) -> ShellOutput {
         self.commands += 1;
         let marker = format!("__seed_done_{}__", self.commands);
-        let script = format!("{{ {command}\n}} </dev/null 2>&1; echo \"{marker} $?\"\n");
+        // A subshell, so `exit` in the command ends only the command.
+        let script = format!("( {command}\n) </dev/null 2>&1; echo \"{marker} $?\"\n");
         let debug = self.debug.as_mut().expect("debug shell connected");
         let exchange = async {
             debug.get_mut().write_all(script.as_bytes()).await?;

@@ -5,7 +5,9 @@
 //! What they show is what a field technician relies on after flashing a card
 //! and walking away: it boots to a status page on its own, the root
 //! filesystem cannot be written, the data partition is formatted on first
-//! boot and survives power cuts, and a dead gateway process comes back.
+//! boot and survives power cuts, a dead gateway process comes back, and the
+//! kiosk's Wi-Fi leads a phone to the status page (simulated radios:
+//! QEMU has no Wi-Fi, the kernel's mac80211_hwsim stands in).
 //!
 //! Each test boots its own guest (tens of seconds under emulation). Boot
 //! times are printed as benchmark figures, never asserted.
@@ -172,6 +174,148 @@ async fn power_cut_keeps_the_data_partition_and_the_box_boots_again() {
         2,
         "{data_log}"
     );
+
+    guest.poweroff().await;
+}
+
+/// Three simulated radios (mac80211_hwsim): phy0 is the box's wlan0, phy1
+/// becomes a village Wi-Fi network (its own network namespace), phy2 a
+/// visitor's phone (another namespace). Namespace holders' pids go to /tmp.
+const RADIOS: &str = r#"
+modprobe mac80211_hwsim radios=3
+unshare -n sleep 100000 >/dev/null 2>&1 &
+echo $! > /tmp/village.ns
+unshare -n sleep 100000 >/dev/null 2>&1 &
+echo $! > /tmp/phone.ns
+for i in $(seq 1 50); do [ -e /sys/class/ieee80211/phy2 ] && break; sleep 0.1; done
+iw phy phy1 set netns $(cat /tmp/village.ns)
+iw phy phy2 set netns $(cat /tmp/phone.ns)
+cat > /tmp/phone-dhcp.sh <<'X'
+#!/bin/sh
+case "$1" in
+bound) ifconfig "$interface" "$ip" netmask "$subnet"; echo "$ip $opt114" > /tmp/phone-lease;;
+esac
+X
+chmod +x /tmp/phone-dhcp.sh
+"#;
+
+/// The phone joins the open network named $SSID, takes a DHCP lease, asks
+/// the box's DNS for an arbitrary name and opens http://192.168.4.1/healthz
+/// (port 80). Prints "lease IP OPT114", "dns ADDRESS", "page BODY".
+const PHONE: &str = r#"
+printf 'network={\n\tssid="%s"\n\tkey_mgmt=NONE\n}\n' "$SSID" > /tmp/phone.conf
+nsenter -t $(cat /tmp/phone.ns) -n sh -c '
+  ip link set lo up; ip link set wlan2 up
+  kill $(cat /tmp/phone-wpa.pid 2>/dev/null) 2>/dev/null; rm -f /tmp/phone-lease
+  wpa_supplicant -B -i wlan2 -c /tmp/phone.conf -P /tmp/phone-wpa.pid >/dev/null
+  for i in $(seq 1 100); do iw dev wlan2 link | grep -q Connected && break; sleep 0.2; done
+  udhcpc -i wlan2 -n -q -t 10 -O 114 -s /tmp/phone-dhcp.sh >/dev/null 2>&1
+  echo "lease $(cat /tmp/phone-lease)"
+  echo "dns $(nslookup any.example.org 192.168.4.1 | sed -n "s/^Address: *\([0-9.]*\)$/\1/p" | head -n 1)"
+  echo "page $(wget -q -O - http://192.168.4.1/healthz)"
+'
+"#;
+
+/// A village network to join for the uplink: WPA2 "village-net" with DHCP.
+const VILLAGE: &str = r#"
+printf 'interface=wlan1\ndriver=nl80211\nssid=village-net\nhw_mode=g\nchannel=11\nwpa=2\nwpa_key_mgmt=WPA-PSK\nrsn_pairwise=CCMP\nwpa_passphrase=correct horse\n' > /tmp/village-hostapd.conf
+printf 'start 10.9.0.10\nend 10.9.0.20\ninterface wlan1\nopt router 10.9.0.1\nopt subnet 255.255.255.0\nlease_file /tmp/village.leases\n' > /tmp/village-udhcpd.conf
+touch /tmp/village.leases
+nsenter -t $(cat /tmp/village.ns) -n sh -c '
+  ip link set lo up
+  hostapd -B /tmp/village-hostapd.conf >/tmp/village-hostapd.out
+  ip addr add 10.9.0.1/24 dev wlan1
+  udhcpd /tmp/village-udhcpd.conf
+'
+"#;
+
+/// Waits (bounded) until the system log has a line containing `needle`.
+async fn wait_for_log(guest: &mut Guest, needle: &str) {
+    let command = format!(
+        "for i in $(seq 1 200); do grep -qF '{needle}' /data/log/messages && exit 0; sleep 0.5; done; \
+         grep seed-wifi /data/log/messages; exit 1"
+    );
+    let out = guest.shell(&command).await;
+    assert_eq!(
+        out.status, 0,
+        "no log line with {needle:?} within 100 s; seed-wifi said:\n{}",
+        out.output
+    );
+}
+
+fn phone_report(output: &str, key: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key} ")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kiosk_wifi_leads_phones_to_the_status_page_and_joins_an_uplink() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut guest = Guest::boot(&GuestOptions::new(dir.path().join("data.img"))).await;
+    guest.wait_healthy().await;
+    let (status, body) = guest
+        .http_get("/api/v1/status")
+        .await
+        .expect("status API answers");
+    assert_eq!(status, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+    let id = status["gateway"]["id"]
+        .as_str()
+        .expect("status has gateway.id")
+        .to_string();
+    let ssid = format!("Seed-{}", &id[..8.min(id.len())]);
+    let healthz = guest.http_get("/healthz").await.expect("healthz answers").1;
+
+    guest.shell_ok(RADIOS).await;
+    // The box booted without Wi-Fi hardware; now it has a radio.
+    guest.shell_ok("/etc/init.d/S60seed-wifi restart").await;
+    wait_for_log(&mut guest, &format!("access point \"{ssid}\" on wlan0")).await;
+
+    // A phone on the open access point is led to the status page.
+    let phone = guest.shell_ok(&format!("SSID='{ssid}'\n{PHONE}")).await;
+    let lease = phone_report(&phone, "lease");
+    assert!(
+        lease.starts_with("192.168.4."),
+        "no lease on the AP: {phone}"
+    );
+    assert!(
+        lease.ends_with(&hex::encode("http://192.168.4.1/")),
+        "DHCP option 114 does not name the portal: {phone}"
+    );
+    assert_eq!(phone_report(&phone, "dns"), "192.168.4.1", "{phone}");
+    assert_eq!(phone_report(&phone, "page"), healthz.trim(), "{phone}");
+
+    // With a village network configured, the box joins it for the uplink
+    // and keeps the access point on a second interface, same channel.
+    guest.shell_ok(VILLAGE).await;
+    guest
+        .shell_ok(
+            "printf 'WIFI_CLIENT_SSID=village-net\\nWIFI_CLIENT_PASSPHRASE=\"correct horse\"\\n' \
+             > /data/seed-gateway/wifi.conf && /etc/init.d/S60seed-wifi restart",
+        )
+        .await;
+    wait_for_log(
+        &mut guest,
+        &format!("access point \"{ssid}\" on uap0, channel 11"),
+    )
+    .await;
+    let uplink = guest
+        .shell_ok(
+            "for i in $(seq 1 120); do ip -4 addr show wlan0 | grep -q 'inet 10.9.0.' && break; sleep 0.5; done; \
+             ip -4 addr show wlan0; ping -c 1 -W 5 10.9.0.1",
+        )
+        .await;
+    assert!(uplink.contains("inet 10.9.0."), "no uplink lease: {uplink}");
+    let phone = guest.shell_ok(&format!("SSID='{ssid}'\n{PHONE}")).await;
+    assert!(
+        phone_report(&phone, "lease").starts_with("192.168.4."),
+        "no lease on the AP beside the uplink: {phone}"
+    );
+    assert_eq!(phone_report(&phone, "page"), healthz.trim(), "{phone}");
 
     guest.poweroff().await;
 }
