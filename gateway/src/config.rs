@@ -1,1 +1,542 @@
-//! In progress.
+//! The configuration file (TOML), its defaults, and errors that name the key
+//! and the line.
+//!
+//! Every section and key is optional except the links a real appliance needs;
+//! `docs/operations.md` lists each key with its default. Unknown keys are
+//! errors: a misspelt `pasword` silently ignored would cost a site visit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use radio_bridge::link::RadioParams;
+use serde::Deserialize;
+
+pub use crate::uplink::MqttConfig;
+
+/// Where the appliance looks when `run` is given no `--config`.
+pub const DEFAULT_PATH: &str = "/etc/seed-gateway/config.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Absent: no uplink; everything queues in the store until one is set.
+    pub mqtt: Option<MqttConfig>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSection>,
+    #[serde(default)]
+    pub region: RegionSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub power: PowerSection,
+    #[serde(default)]
+    pub mailbox: MailboxSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// SQLite store, gateway key and admin password hash live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The gateway's ed25519 identity; created on first start if missing.
+    /// Default: `<data_dir>/gateway.key`.
+    pub key_file: Option<PathBuf>,
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            data_dir: default_data_dir(),
+            key_file: None,
+            log_level: default_log_level(),
+        }
+    }
+}
+
+impl GatewaySection {
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("gateway.key"))
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/data/seed-gateway")
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address of the status page and API.
+    #[serde(default = "default_http_bind")]
+    pub bind: SocketAddr,
+    /// argon2 PHC string of the admin password. When absent, the hash in
+    /// `<data_dir>/admin.hash` is used (set with `seed-gateway set-admin-password`);
+    /// with neither, `/admin` is disabled.
+    pub admin_password_hash: Option<String>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            bind: default_http_bind(),
+            admin_password_hash: None,
+        }
+    }
+}
+
+fn default_http_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+/// One radio source. `type` selects the driver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LinkSection {
+    /// An RNode LoRa modem on a serial port (KISS).
+    Rnode {
+        name: String,
+        port: PathBuf,
+        #[serde(default = "default_frequency")]
+        frequency_hz: u32,
+        #[serde(default = "default_bandwidth")]
+        bandwidth_hz: u32,
+        #[serde(default = "default_sf")]
+        spreading_factor: u8,
+        #[serde(default = "default_cr")]
+        coding_rate: u8,
+        #[serde(default = "default_tx_power")]
+        tx_power_dbm: i8,
+    },
+    /// A Semtech UDP packet forwarder (GWMP v2) sending to this address.
+    Gwmp {
+        name: String,
+        #[serde(default = "default_gwmp_bind")]
+        bind: SocketAddr,
+        /// Downlink frequency and data rate (the forwarder reports its own
+        /// for uplinks).
+        #[serde(default = "default_frequency")]
+        frequency_hz: u32,
+        #[serde(default = "default_bandwidth")]
+        bandwidth_hz: u32,
+        #[serde(default = "default_sf")]
+        spreading_factor: u8,
+        #[serde(default = "default_cr")]
+        coding_rate: u8,
+        #[serde(default = "default_tx_power")]
+        tx_power_dbm: i8,
+    },
+}
+
+fn default_frequency() -> u32 {
+    RadioParams::default().freq_hz
+}
+fn default_bandwidth() -> u32 {
+    RadioParams::default().bandwidth_hz
+}
+fn default_sf() -> u8 {
+    RadioParams::default().sf
+}
+fn default_cr() -> u8 {
+    RadioParams::default().coding_rate
+}
+fn default_tx_power() -> i8 {
+    RadioParams::default().tx_power_dbm
+}
+fn default_gwmp_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1700))
+}
+
+impl LinkSection {
+    pub fn name(&self) -> &str {
+        match self {
+            LinkSection::Rnode { name, .. } | LinkSection::Gwmp { name, .. } => name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkSection::Rnode { .. } => "rnode",
+            LinkSection::Gwmp { .. } => "gwmp",
+        }
+    }
+
+    pub fn radio_params(&self) -> RadioParams {
+        match *self {
+            LinkSection::Rnode {
+                frequency_hz,
+                bandwidth_hz,
+                spreading_factor,
+                coding_rate,
+                tx_power_dbm,
+                ..
+            }
+            | LinkSection::Gwmp {
+                frequency_hz,
+                bandwidth_hz,
+                spreading_factor,
+                coding_rate,
+                tx_power_dbm,
+                ..
+            } => RadioParams {
+                freq_hz: frequency_hz,
+                sf: spreading_factor,
+                bandwidth_hz,
+                coding_rate,
+                tx_power_dbm,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSection {
+    /// `EU868` enforces the ETSI sub-band duty cycles on everything the
+    /// gateway transmits; `unrestricted` only records airtime.
+    #[serde(default = "default_region")]
+    pub name: String,
+}
+
+impl Default for RegionSection {
+    fn default() -> Self {
+        RegionSection {
+            name: default_region(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    "EU868".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// Disk the store may use. Near it heartbeats are compacted; at it,
+    /// new transactions are refused (not acked) until the uplink drains.
+    #[serde(default = "default_quota_mb")]
+    pub quota_mb: u64,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            quota_mb: default_quota_mb(),
+        }
+    }
+}
+
+fn default_quota_mb() -> u64 {
+    512
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSection {
+    /// Linux `power_supply` class directory read for the gateway's own power state.
+    #[serde(default = "default_supply_path")]
+    pub supply_path: PathBuf,
+}
+
+impl Default for PowerSection {
+    fn default() -> Self {
+        PowerSection {
+            supply_path: default_supply_path(),
+        }
+    }
+}
+
+fn default_supply_path() -> PathBuf {
+    PathBuf::from("/sys/class/power_supply")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxSection {
+    /// How long a downlink waits for its device before an `expired` receipt.
+    #[serde(default = "default_ttl")]
+    pub ttl_s: u64,
+    /// Delivery attempts before a `failed` receipt.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Pending downlinks per device; more get a `rejected` receipt.
+    #[serde(default = "default_per_device")]
+    pub max_per_device: u32,
+    /// Pending downlinks in total.
+    #[serde(default = "default_total")]
+    pub max_total: u32,
+}
+
+impl Default for MailboxSection {
+    fn default() -> Self {
+        MailboxSection {
+            ttl_s: default_ttl(),
+            max_attempts: default_attempts(),
+            max_per_device: default_per_device(),
+            max_total: default_total(),
+        }
+    }
+}
+
+fn default_ttl() -> u64 {
+    7 * 24 * 3600
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_per_device() -> u32 {
+    32
+}
+fn default_total() -> u32 {
+    10_000
+}
+
+/// A configuration problem, located in the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the problem is not tied to a line (unreadable file).
+    pub line: usize,
+    /// Dotted key path, e.g. `mqtt.url` or `link[1].port`.
+    pub key: String,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate_span(text, span.start),
+                None => (0, "(document)".into()),
+            };
+            ConfigError {
+                file: file.into(),
+                line,
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.validate(text, file)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let fail = |table: &str, key: &str, message: String| ConfigError {
+            file: file.into(),
+            line: find_key_line(text, table, key),
+            key: if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            },
+            message,
+        };
+        if let Some(mqtt) = &self.mqtt {
+            if let Err(crate::uplink::ConfigError::Invalid { key, reason }) = mqtt.validate() {
+                return Err(fail("mqtt", key, reason));
+            }
+        }
+        if !["EU868", "unrestricted"].contains(&self.region.name.as_str()) {
+            return Err(fail(
+                "region",
+                "name",
+                format!(
+                    "{:?} is not a known region (EU868, unrestricted)",
+                    self.region.name
+                ),
+            ));
+        }
+        if self.storage.quota_mb == 0 {
+            return Err(fail("storage", "quota_mb", "must be at least 1".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for link in &self.links {
+            if !names.insert(link.name()) {
+                return Err(fail(
+                    "link",
+                    "name",
+                    format!("two links are named {:?}", link.name()),
+                ));
+            }
+            let p = link.radio_params();
+            if !(5..=12).contains(&p.sf) {
+                return Err(fail(
+                    "link",
+                    "spreading_factor",
+                    format!("{} is not 5..=12", p.sf),
+                ));
+            }
+            if ![125_000, 250_000, 500_000].contains(&p.bandwidth_hz) {
+                return Err(fail(
+                    "link",
+                    "bandwidth_hz",
+                    format!("{} is not 125000, 250000 or 500000", p.bandwidth_hz),
+                ));
+            }
+            if !(5..=8).contains(&p.coding_rate) {
+                return Err(fail(
+                    "link",
+                    "coding_rate",
+                    format!("{} is not 5..=8 (4/5 .. 4/8)", p.coding_rate),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line (1-based) and dotted key path of the item at byte `offset`.
+fn locate_span(text: &str, offset: usize) -> (usize, String) {
+    let offset = offset.min(text.len());
+    let line = text[..offset].matches('\n').count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let table = current_table(text, line);
+    let key = line_text
+        .split('=')
+        .next()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && !k.starts_with('['))
+        .map(|k| k.trim_matches('"').to_string());
+    let path = match (table.as_deref(), key) {
+        (Some(t), Some(k)) => format!("{t}.{k}"),
+        (None, Some(k)) => k,
+        (Some(t), None) => t.to_string(),
+        (None, None) => "(document)".into(),
+    };
+    (line, path)
+}
+
+/// The `[table]` or `[[table]]` header in force at `line`.
+fn current_table(text: &str, line: usize) -> Option<String> {
+    text.lines()
+        .take(line)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.starts_with('[')
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        })
+        .last()
+}
+
+/// Line of `key = ...` inside `[table]` (or at top level when `table` is
+/// empty); 0 when the key is not written out (a default was used).
+fn find_key_line(text: &str, table: &str, key: &str) -> usize {
+    let mut in_table = table.is_empty();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_table = l.trim_matches(|c| c == '[' || c == ']').trim() == table;
+            continue;
+        }
+        if in_table && l.split('=').next().map(str::trim) == Some(key) {
+            return i + 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("", "c.toml").unwrap();
+        assert_eq!(c.gateway.data_dir, PathBuf::from("/data/seed-gateway"));
+        assert_eq!(c.http.bind.port(), 8080);
+        assert!(c.mqtt.is_none());
+        assert_eq!(c.storage.quota_mb, 512);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+[gateway]
+data_dir = "/tmp/x"
+[mqtt]
+url = "mqtts://broker:8883"
+username = "gw"
+password = "secret"
+[[link]]
+name = "rnode0"
+type = "rnode"
+port = "/dev/ttyACM0"
+spreading_factor = 12
+[[link]]
+name = "sx1302"
+type = "gwmp"
+bind = "127.0.0.1:1700"
+"#;
+        let c = Config::parse(text, "c.toml").unwrap();
+        assert_eq!(c.links.len(), 2);
+        assert_eq!(c.links[0].radio_params().sf, 12);
+        assert_eq!(c.links[1].kind(), "gwmp");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text =
+            "[gateway]\ndata_dir = \"/x\"\n\n[mqtt]\nurl = \"mqtt://a:1\"\npasword = \"x\"\n";
+        let e = Config::parse(text, "c.toml").unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert_eq!(e.key, "mqtt.pasword", "{e}");
+        assert!(e.message.contains("pasword"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = "[storage]\nquota_mb = \"lots\"\n";
+        let e = Config::parse(text, "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "storage.quota_mb"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let text = "[mqtt]\n\nurl = \"http://broker\"\n";
+        let e = Config::parse(text, "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "mqtt.url"), "{e}");
+        assert!(e.to_string().starts_with("c.toml:3: mqtt.url:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_link_type_is_an_error() {
+        let text = "[[link]]\nname = \"x\"\ntype = \"carrier-pigeon\"\n";
+        let e = Config::parse(text, "c.toml").unwrap_err();
+        assert!(e.message.contains("carrier-pigeon"), "{e}");
+        assert_eq!(e.key, "link.type", "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = Config::parse("[http]\nbind = \n", "c.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+}

@@ -1,1 +1,251 @@
-//! In progress.
+//! The ingest pipeline: link event → reassembly → decode + verify →
+//! replay check → durable commit → radio ack.
+//!
+//! The order is the product's core promise. A message is acked over the
+//! radio only after the store says it is on disk (fsynced); until then the
+//! device keeps it and retries. Everything that arrives while one commit is
+//! in flight queues in the link channel and goes into the next commit, so
+//! the batch grows with the load (group commit) and per-device order is the
+//! order frames were heard.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
+use radio_bridge::frame::json::to_json;
+use radio_bridge::frame::{Frame, FrameError, Message};
+use radio_bridge::link::{LinkEvent, RxFrame, RxMeta};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::neighbors::HeartbeatVerdict;
+use crate::scheduler::{SchedulerHandle, TxRequest};
+use crate::state::GatewayState;
+use crate::store::{CommitOutcome, Inbound, Store};
+
+/// Most events taken into one commit; bounds commit latency under a flood.
+const MAX_BATCH: usize = 512;
+
+/// A verified frame waiting for its commit.
+struct Pending {
+    frame: Frame,
+    link: String,
+}
+
+/// Observers of ingest results besides the store (mailbox delivery hooks
+/// on "device heard", NACK handling).
+pub trait IngestObserver: Send + Sync + 'static {
+    /// A verified frame from a device was received (after the commit).
+    fn heard(&self, frame: &Frame, rx: &RxMeta);
+}
+
+pub struct Ingest {
+    store: Store,
+    state: Arc<GatewayState>,
+    scheduler: SchedulerHandle,
+    reassembler: Reassembler,
+    observers: Vec<Arc<dyn IngestObserver>>,
+}
+
+impl Ingest {
+    pub fn new(store: Store, state: Arc<GatewayState>, scheduler: SchedulerHandle) -> Ingest {
+        let reassembler = Reassembler::new(ReassemblerConfig::default());
+        Ingest {
+            store,
+            state,
+            scheduler,
+            reassembler,
+            observers: Vec::new(),
+        }
+    }
+
+    pub fn observe(&mut self, observer: Arc<dyn IngestObserver>) {
+        self.observers.push(observer);
+    }
+
+    pub fn reassembly_counters(&self) -> Arc<radio_bridge::fragment::ReassemblyCounters> {
+        self.reassembler.counters()
+    }
+
+    /// Runs until shutdown. On shutdown it stops taking radio frames but
+    /// finishes the commit in flight, so nothing acked is lost.
+    pub async fn run(mut self, mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                n = events.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            self.process(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    async fn process(&mut self, events: Vec<LinkEvent>) {
+        let mut pending = Vec::new();
+        for event in events {
+            match event {
+                LinkEvent::Received(rx) => {
+                    if let Some(p) = self.receive(rx) {
+                        pending.push(p);
+                    }
+                }
+                LinkEvent::State { link, state } => self.state.set_link_state(&link, state),
+                LinkEvent::TxDone { link, id, result } => {
+                    if let Err(e) = result {
+                        tracing::debug!(%link, id, "transmission failed: {e:?}");
+                    }
+                }
+            }
+        }
+        self.reassembler.expire(Instant::now());
+        if !pending.is_empty() {
+            self.commit(pending).await;
+        }
+    }
+
+    /// Turns one received packet into a verified frame, or counts why not.
+    fn receive(&mut self, rx: RxFrame) -> Option<(Pending, RxMeta)> {
+        self.state.heard_on_link(
+            &rx.meta.link,
+            rx.meta.rssi,
+            rx.meta.snr,
+            rx.meta.received_at_ms,
+        );
+        let bytes = if fragment::is_fragment(&rx.bytes) {
+            match self.reassembler.push(&rx.bytes, Instant::now()) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::debug!(link = %rx.meta.link, "fragment dropped: {e}");
+                    return None;
+                }
+            }
+        } else {
+            rx.bytes
+        };
+        let frame = match Frame::decode(&bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                self.rejected(&e, &rx.meta);
+                return None;
+            }
+        };
+        let device_id = frame.envelope.device_id;
+        if let Message::Heartbeat(hb) = &frame.envelope.message {
+            let verdict =
+                self.state
+                    .neighbors()
+                    .heartbeat(device_id, frame.envelope.version, hb, &rx.meta);
+            if let HeartbeatVerdict::Replayed { last, got } = verdict {
+                // An identical retransmission is a duplicate, not a replay:
+                // the store tells them apart by message id.
+                if got != last {
+                    self.state.frames.bump("replayed");
+                    tracing::debug!(
+                        device = %hex::encode(device_id),
+                        last, got, "heartbeat counter went backwards: replay dropped"
+                    );
+                    return None;
+                }
+            }
+        } else {
+            self.state.neighbors().heard(&device_id, &rx.meta);
+        }
+        Some((
+            Pending {
+                frame,
+                link: rx.meta.link.clone(),
+            },
+            rx.meta,
+        ))
+    }
+
+    fn rejected(&self, error: &FrameError, rx: &RxMeta) {
+        self.state.frames.bump(error.outcome());
+        match error {
+            FrameError::UnsupportedVersion {
+                version,
+                device,
+                signature_ok,
+            } => {
+                tracing::info!(%device, %version, "unsupported protocol version: logged, not synced");
+                if *signature_ok {
+                    if let Some(id) = hex::decode(device)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                    {
+                        self.state.neighbors().outdated(id, *version, rx);
+                    }
+                }
+            }
+            FrameError::BadSignature { device } => {
+                tracing::debug!(%device, link = %rx.link, "invalid signature: rejected")
+            }
+            other => tracing::debug!(link = %rx.link, "dropped: {other}"),
+        }
+    }
+
+    async fn commit(&mut self, pending: Vec<(Pending, RxMeta)>) {
+        let inbound: Vec<Inbound> = pending
+            .iter()
+            .map(|(p, rx)| Inbound {
+                msg_id: p.frame.msg_id,
+                device_id: p.frame.envelope.device_id,
+                message_type: p.frame.message_type().name().to_string(),
+                frame: p.frame.bytes.clone(),
+                message_json: to_json(&p.frame).to_string(),
+                rx_json: serde_json::to_string(rx).unwrap_or_else(|_| "{}".into()),
+                received_at_ms: rx.received_at_ms,
+            })
+            .collect();
+        let outcomes = match self.store.commit(inbound).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Nothing is acked, so the devices keep their messages and
+                // retry; the store error is what the keeper must see.
+                self.state
+                    .event("storage", "error", format!("Storage failed: {e}"));
+                return;
+            }
+        };
+        let mut stored_any = false;
+        for ((p, rx), outcome) in pending.iter().zip(outcomes) {
+            let ack = match outcome {
+                CommitOutcome::Stored { .. } => {
+                    stored_any = true;
+                    self.state.frames.bump("accepted");
+                    true
+                }
+                CommitOutcome::Duplicate => {
+                    self.state.frames.bump("duplicate");
+                    // The sender evidently missed our ack: send it again.
+                    true
+                }
+                CommitOutcome::Refused => {
+                    self.state.frames.bump("refused");
+                    false
+                }
+            };
+            if ack && p.frame.message_type().needs_ack() {
+                self.scheduler.submit(TxRequest::Ack {
+                    link: p.link.clone(),
+                    msg_id: p.frame.msg_id,
+                });
+            }
+            if !matches!(outcome, CommitOutcome::Refused) {
+                for o in &self.observers {
+                    o.heard(&p.frame, rx);
+                }
+            }
+        }
+        if stored_any {
+            // The uplink publishes without polling.
+            self.state.wake_uplink();
+        }
+    }
+}

@@ -7,9 +7,11 @@
 //! - [`uplink`]: the MQTT connection: topics, QoS-1 publishing from the store,
 //!   state and Last Will, reconnect with backoff.
 //! - [`neighbors`]: the neighbor table built from heartbeats.
+//! - [`scheduler`]: the one transmit queue: priorities, ack batching, duty cycle.
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
+//! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
 
 pub mod cli;
@@ -17,6 +19,8 @@ pub mod config;
 pub mod daemon;
 pub mod ingest;
 pub mod neighbors;
+pub mod scheduler;
 pub mod shutdown;
+pub mod state;
 pub mod store;
 pub mod uplink;

@@ -1,0 +1,135 @@
+//! `demo`: the gateway on its embedded default. A simulated concentrator
+//! (an emulated Semtech packet forwarder talking real GWMP over UDP on
+//! loopback) with simulated Seed devices, each with its own key; the status
+//! page; and the MQTT uplink only if a broker is named. Without one,
+//! everything queues on disk, exactly as on an appliance whose internet is down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use radio_bridge::gwmp::{GwmpConfig, GwmpLink};
+use radio_bridge::link::RadioParams;
+use radio_bridge::simulator::devices::FleetOptions;
+use radio_bridge::simulator::fleet_over_gwmp;
+
+use super::fail;
+use crate::config::{Config, MqttConfig};
+use crate::daemon::{self, LinkSpec};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// MQTT broker to publish to, e.g. mqtt://127.0.0.1:1883. Without it,
+    /// messages queue on disk.
+    #[arg(long, env = "SEED_MQTT_URL")]
+    mqtt: Option<String>,
+    /// Address of the status page.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Data directory; default: a fresh directory under the system's temp dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 8)]
+    devices: usize,
+    /// Simulated time runs this many times faster (heartbeats, transactions).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Seed of the simulated devices' keys.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub fn demo(args: DemoArgs) -> ExitCode {
+    daemon::init_logging("info");
+    let data_dir = match args.data_dir.clone() {
+        Some(d) => d,
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            std::env::temp_dir().join(format!("seed-gateway-demo-{stamp}-{}", std::process::id()))
+        }
+    };
+    let mut config = Config::default();
+    config.gateway.data_dir = data_dir.clone();
+    config.http.bind = args.http;
+    config.region.name = "EU868".into();
+    if let Some(url) = &args.mqtt {
+        let mqtt = MqttConfig::from_url(url.clone());
+        if let Err(e) = mqtt.validate() {
+            return fail(format!("--mqtt: {e}"));
+        }
+        config.mqtt = Some(mqtt);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let link = match GwmpLink::bind(GwmpConfig::new(
+            "sim-concentrator",
+            "127.0.0.1:0".parse().expect("literal address"),
+        ))
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(format!(
+                    "cannot open the simulated concentrator's UDP port: {e}"
+                ))
+            }
+        };
+        let Some(gwmp_addr) = link.local_addr() else {
+            return fail("the simulated concentrator has no local address");
+        };
+        let links = vec![LinkSpec {
+            link: Box::new(link),
+            kind: "gwmp",
+            params: RadioParams::default(),
+        }];
+        let running = match daemon::start(&config, links).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        let stop = running.shutdown_token();
+        crate::shutdown::cancel_on_signal(stop.clone());
+        println!("seed-gateway demo");
+        println!("  gateway id:  {}", running.gateway_id);
+        println!("  data dir:    {}", data_dir.display());
+        if let Some(addr) = running.http_addr {
+            println!("  status page: http://{addr}/");
+        }
+        match &args.mqtt {
+            Some(url) => println!(
+                "  uplink:      {url} (topics seed/v1/gw/{}/#)",
+                running.gateway_id
+            ),
+            None => {
+                println!("  uplink:      none: messages queue on disk (give --mqtt URL to publish)")
+            }
+        }
+        println!(
+            "  devices:     {} simulated, behind a packet forwarder on {gwmp_addr}",
+            args.devices
+        );
+        println!("Press Ctrl-C to stop.");
+        let fleet = FleetOptions {
+            devices: args.devices,
+            speed: args.speed,
+            seed: args.seed,
+            transaction_interval: Some(Duration::from_secs(60)),
+            ..FleetOptions::default()
+        };
+        let fleet_stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = fleet_over_gwmp(gwmp_addr, fleet, fleet_stop).await {
+                tracing::error!("simulated devices stopped: {e}");
+            }
+        });
+        running.wait().await;
+        ExitCode::SUCCESS
+    })
+}

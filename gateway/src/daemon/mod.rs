@@ -1,0 +1,261 @@
+//! Wires the gateway together: links → ingest → store → uplink, the
+//! transmit scheduler, and the web UI; and takes it apart again on shutdown.
+//!
+//! `run` (the appliance) and `demo` (the embedded default) both end up in
+//! [`start`]; they differ only in where the links come from.
+//!
+//! Shutdown order matters for the "nothing acked is lost" promise, though a
+//! kill -9 at any instant keeps it too: the links stop handing up frames,
+//! ingest finishes the commit it is in (and the acks it releases), the
+//! uplink waits a bounded time for outstanding PUBACKs and publishes
+//! `offline`, the neighbor table is saved, and the store checkpoints.
+
+mod downlinks;
+mod links;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use radio_bridge::duty_cycle::Region;
+use radio_bridge::identity::Identity;
+use radio_bridge::link::{Link, LinkEvent, RadioParams};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::neighbors::NeighborTable;
+use crate::scheduler::{Scheduler, TxLink};
+use crate::state::GatewayState;
+use crate::store::{Store, StoreOptions};
+use crate::uplink::Uplink;
+
+pub use links::links_from_config;
+pub use view::GatewayViewImpl;
+
+/// Store key of the persisted neighbor table.
+const NEIGHBORS_META_KEY: &str = "neighbors";
+
+/// How often the neighbor table is saved (it is also saved at shutdown).
+const NEIGHBORS_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A link ready to start, with what the scheduler needs to transmit on it.
+pub struct LinkSpec {
+    pub link: Box<dyn Link>,
+    pub kind: &'static str,
+    pub params: RadioParams,
+}
+
+/// A running gateway.
+pub struct Running {
+    pub gateway_id: String,
+    pub data_dir: PathBuf,
+    /// Where the status page listens, when enabled.
+    pub http_addr: Option<SocketAddr>,
+    pub state: Arc<GatewayState>,
+    pub store: Store,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+    uplink: Option<Uplink>,
+}
+
+impl Running {
+    /// A token that stops the gateway when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the shutdown token is cancelled, then stops everything in
+    /// order, each step bounded.
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        let grace = crate::shutdown::GRACE;
+        if tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("some tasks did not stop within {grace:?}; stopping anyway");
+            self.tasks.abort_all();
+        }
+        if let Some(uplink) = self.uplink.take() {
+            let _ = tokio::time::timeout(grace, uplink.finished()).await;
+        }
+        save_neighbors(&self.store, &self.state).await;
+        if let Err(e) = self.store.clone().close().await {
+            tracing::error!("closing the store: {e}");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts a gateway from a validated config and ready links.
+pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, String> {
+    let data_dir = config.gateway.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let identity =
+        Identity::load_or_create(&config.gateway.key_path()).map_err(|e| e.to_string())?;
+    let gateway_id = identity.id_hex();
+    let store = Store::open(
+        &data_dir.join("seed-gateway.db"),
+        StoreOptions {
+            quota_bytes: config.storage.quota_mb * 1024 * 1024,
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+    let neighbors = match store.get_meta(NEIGHBORS_META_KEY).await {
+        Ok(Some(json)) => NeighborTable::from_json(&json),
+        _ => NeighborTable::new(),
+    };
+    let state = Arc::new(GatewayState::new(gateway_id.clone(), neighbors));
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    // Links: each gets its own transmit queue; all share one event channel.
+    let (events_tx, events_rx) = mpsc::channel::<LinkEvent>(4096);
+    let mut tx_links = Vec::new();
+    for spec in links {
+        let name = spec.link.name().to_string();
+        state.add_link(&name, spec.kind, spec.link.counters());
+        let (transmit_tx, transmit_rx) = mpsc::channel(64);
+        tx_links.push(TxLink {
+            name,
+            transmit: transmit_tx,
+            params: spec.params,
+        });
+        tasks.spawn(
+            spec.link
+                .run(events_tx.clone(), transmit_rx, shutdown.clone()),
+        );
+    }
+    drop(events_tx);
+
+    let region = match config.region.name.as_str() {
+        "unrestricted" => Region::Unrestricted,
+        _ => Region::Eu868,
+    };
+    let (scheduler, scheduler_handle, requests) =
+        Scheduler::new(identity.clone(), tx_links, region);
+    tasks.spawn(scheduler.run(requests, shutdown.clone()));
+
+    let (uplink, incoming) = match &config.mqtt {
+        Some(mqtt) => {
+            let (uplink, incoming) =
+                Uplink::start(mqtt, &gateway_id, store.clone(), shutdown.clone())
+                    .map_err(|e| e.to_string())?;
+            (Some(uplink), Some(incoming))
+        }
+        None => {
+            state.event(
+                "uplink",
+                "info",
+                "No internet uplink is configured: messages are kept on this gateway".into(),
+            );
+            (None, None)
+        }
+    };
+    if let Some(u) = &uplink {
+        state.set_uplink_waker(u.waker());
+    }
+
+    let mut ingest = Ingest::new(store.clone(), state.clone(), scheduler_handle.clone());
+    let mailbox = downlinks::Mailbox::new(
+        store.clone(),
+        state.clone(),
+        scheduler_handle.clone(),
+        identity.clone(),
+        config.mailbox.clone(),
+    );
+    ingest.observe(Arc::new(mailbox.clone()));
+    tasks.spawn(ingest.run(events_rx, shutdown.clone()));
+    if let Some(incoming) = incoming {
+        tasks.spawn(mailbox.clone().accept(incoming, shutdown.clone()));
+    }
+    tasks.spawn(mailbox.clone().housekeeping(shutdown.clone()));
+    tasks.spawn(mailbox.clone().deliveries(shutdown.clone()));
+    tasks.spawn(save_neighbors_periodically(
+        store.clone(),
+        state.clone(),
+        shutdown.clone(),
+    ));
+
+    let view = Arc::new(GatewayViewImpl::new(
+        state.clone(),
+        store.clone(),
+        scheduler_handle,
+        uplink.as_ref().map(Uplink::status),
+        mailbox,
+        config.clone(),
+    ));
+    let http_addr = {
+        let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {
+            format!(
+                "cannot listen on {} for the status page: {e}",
+                config.http.bind
+            )
+        })?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = web_ui::serve(listener, view, stop).await {
+                tracing::error!("status page server stopped: {e}");
+            }
+        });
+        Some(addr)
+    };
+
+    state.event(
+        "started",
+        "info",
+        format!("Gateway {} started", &gateway_id[..16]),
+    );
+    Ok(Running {
+        gateway_id,
+        data_dir,
+        http_addr,
+        state,
+        store,
+        shutdown,
+        tasks,
+        uplink,
+    })
+}
+
+async fn save_neighbors(store: &Store, state: &GatewayState) {
+    let json = state.neighbors().to_json();
+    if let Err(e) = store.set_meta(NEIGHBORS_META_KEY, &json).await {
+        tracing::warn!("could not save the neighbor table: {e}");
+    }
+}
+
+async fn save_neighbors_periodically(
+    store: Store,
+    state: Arc<GatewayState>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(NEIGHBORS_SAVE_INTERVAL);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => save_neighbors(&store, &state).await,
+        }
+    }
+}
+
+/// Starts logging at `level` (or `RUST_LOG`), to stderr.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,380 @@
+//! The gateway as the web UI sees it: snapshots of the shared state, the
+//! store and the uplink in the web-ui crate's model, plus the admin actions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use radio_bridge::link::{unix_millis, LinkState as RadioLinkState};
+use tokio::sync::{broadcast, watch};
+use web_ui::{
+    AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FrameCounters, GatewayView,
+    Identity, LinkState, LinkView, Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState,
+    Status, StorageView, UplinkView,
+};
+
+use super::downlinks::Mailbox;
+use crate::config::Config;
+use crate::neighbors::{self, NeighborTable};
+use crate::scheduler::SchedulerHandle;
+use crate::state::{Event, GatewayState};
+use crate::store::{self, Store};
+use crate::uplink::UplinkStatus;
+
+/// How often the live feed checks whether anything changed.
+const LIVE_CHECK: Duration = Duration::from_secs(1);
+
+pub struct GatewayViewImpl {
+    state: Arc<GatewayState>,
+    store: Store,
+    scheduler: SchedulerHandle,
+    uplink: Option<watch::Receiver<UplinkStatus>>,
+    mailbox: Mailbox,
+    config: Config,
+    live: broadcast::Sender<web_ui::LiveEvent>,
+}
+
+impl GatewayViewImpl {
+    pub fn new(
+        state: Arc<GatewayState>,
+        store: Store,
+        scheduler: SchedulerHandle,
+        uplink: Option<watch::Receiver<UplinkStatus>>,
+        mailbox: Mailbox,
+        config: Config,
+    ) -> GatewayViewImpl {
+        let (live, _) = broadcast::channel(256);
+        let view = GatewayViewImpl {
+            state,
+            store,
+            scheduler,
+            uplink,
+            mailbox,
+            config,
+            live,
+        };
+        view.spawn_live_feed();
+        view
+    }
+
+    /// Turns gateway events into live events, notices uplink and quota
+    /// changes (which become events too), and says "changed" when counters move.
+    fn spawn_live_feed(&self) {
+        let state = self.state.clone();
+        let store = self.store.clone();
+        let live = self.live.clone();
+        let mut events = state.subscribe();
+        let mut uplink = self.uplink.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LIVE_CHECK);
+            let mut last_fingerprint = 0u64;
+            let mut last_connected: Option<bool> = None;
+            let mut last_quota = store.stats().quota_state;
+            loop {
+                tokio::select! {
+                    e = events.recv() => match e {
+                        Ok(e) => { let _ = live.send(web_ui::LiveEvent::Event(event_view(&e))); }
+                        Err(broadcast::error::RecvError::Lagged(_)) => { let _ = live.send(web_ui::LiveEvent::Changed); }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => {
+                        if let Some(u) = uplink.as_mut() {
+                            let status = u.borrow_and_update().clone();
+                            if last_connected != Some(status.connected) {
+                                if status.connected {
+                                    state.event("broker_up", "info", format!("Internet uplink connected to {}", status.broker));
+                                } else if last_connected.is_some() {
+                                    let why = status.last_error.clone().unwrap_or_else(|| "connection lost".into());
+                                    state.event("broker_down", "warn", format!("Internet uplink lost: {why}; messages are kept here"));
+                                }
+                                last_connected = Some(status.connected);
+                            }
+                        }
+                        let stats = store.stats();
+                        if stats.quota_state != last_quota {
+                            let text = match stats.quota_state {
+                                store::QuotaState::Ok => "Storage has room again".to_string(),
+                                store::QuotaState::Compacting => "Storage nearly full: old heartbeats are being summarised".to_string(),
+                                store::QuotaState::Full => "Storage full: new transactions are refused until the internet uplink drains the queue; nothing stored is lost".to_string(),
+                            };
+                            state.event("quota", if stats.quota_state == store::QuotaState::Ok { "info" } else { "warn" }, text);
+                            last_quota = stats.quota_state;
+                        }
+                        let fingerprint = stats.stored_total
+                            .wrapping_mul(31).wrapping_add(stats.published_total)
+                            .wrapping_mul(31).wrapping_add(state.frames.get("duplicate"))
+                            .wrapping_mul(31).wrapping_add(state.neighbors().len() as u64);
+                        if fingerprint != last_fingerprint {
+                            last_fingerprint = fingerprint;
+                            let _ = live.send(web_ui::LiveEvent::Changed);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn link_views(&self) -> Vec<LinkView> {
+        self.state
+            .links()
+            .iter()
+            .map(|(name, l)| {
+                let c = l.counters.snapshot();
+                let (state, detail) = match &l.state {
+                    RadioLinkState::Up => (LinkState::Up, String::new()),
+                    RadioLinkState::Connecting => (LinkState::Connecting, String::new()),
+                    RadioLinkState::Down(why) => (LinkState::Down, why.clone()),
+                };
+                LinkView {
+                    name: name.clone(),
+                    kind: match l.kind {
+                        "rnode" => "rnode-serial".into(),
+                        "gwmp" => "gwmp-udp".into(),
+                        other => other.into(),
+                    },
+                    state,
+                    detail,
+                    since_ms: None,
+                    frames_received: c.frames_received,
+                    malformed: c.malformed,
+                    bad_crc: c.bad_crc,
+                    device_errors: c.device_errors,
+                    last_rssi: l.last_rssi,
+                    last_snr: l.last_snr,
+                    last_frame_ms: None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn event_view(e: &Event) -> EventView {
+    EventView {
+        at_ms: e.at_ms,
+        level: match e.level {
+            "error" => EventLevel::Error,
+            "warn" => EventLevel::Warning,
+            _ => EventLevel::Info,
+        },
+        kind: e.kind.to_string(),
+        text: e.text.clone(),
+    }
+}
+
+fn quota_view(q: store::QuotaState) -> QuotaState {
+    match q {
+        store::QuotaState::Ok => QuotaState::Ok,
+        store::QuotaState::Compacting => QuotaState::Warning,
+        store::QuotaState::Full => QuotaState::Full,
+    }
+}
+
+impl GatewayView for GatewayViewImpl {
+    fn status(&self) -> Status {
+        let stats = self.store.stats();
+        let uplink = self.uplink.as_ref().map(|u| u.borrow().clone());
+        let frames = &self.state.frames;
+        let counters = self.mailbox.counters();
+        let duty_cycle = self
+            .scheduler
+            .stats()
+            .duty_cycle
+            .map(|d| {
+                d.bands
+                    .iter()
+                    .map(|b| BandView::new(format!("{:?}", b.band), b.used_ms, b.budget_ms, 3600))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Status {
+            gateway: Identity {
+                id: self.state.gateway_id.clone(),
+                version: self.state.version.to_string(),
+                uptime_s: self.state.uptime_s(),
+            },
+            uplink: UplinkView {
+                configured: uplink.is_some(),
+                connected: uplink.as_ref().is_some_and(|u| u.connected),
+                broker: uplink.as_ref().map(|u| u.broker.clone()),
+                since_ms: uplink.as_ref().map(|u| u.since_ms),
+                last_publish_ms: uplink.as_ref().and_then(|u| u.last_publish_ms),
+                last_error: uplink.as_ref().and_then(|u| u.last_error.clone()),
+                backlog: stats.backlog,
+                oldest_pending_ms: stats.oldest_pending_ms,
+                published_total: uplink.as_ref().map_or(0, |u| u.published_total),
+                dropped_total: 0,
+                publish_latency: Default::default(),
+            },
+            links: self.link_views(),
+            duty_cycle,
+            storage: StorageView {
+                bytes_used: stats.bytes_used,
+                quota_bytes: stats.quota_bytes,
+                quota_state: quota_view(stats.quota_state),
+                writable: true,
+            },
+            frames: FrameCounters {
+                accepted: frames.get("accepted"),
+                duplicates: frames.get("duplicate"),
+                bad_signature: frames.get("bad_signature"),
+                malformed: frames.get("malformed") + frames.get("oversize"),
+                unsupported_version: frames.get("unsupported_version"),
+                refused_full: frames.get("refused"),
+            },
+            mailboxes: MailboxView {
+                pending: stats.mailbox_entries,
+                devices_waiting: 0,
+                delivered: counters.delivered.load(Ordering::Relaxed),
+                failed: counters.failed.load(Ordering::Relaxed),
+                expired: counters.expired.load(Ordering::Relaxed),
+                receipts_waiting: 0,
+            },
+            events: self.state.recent_events().iter().map(event_view).collect(),
+            traffic_24h: self
+                .state
+                .traffic()
+                .last_24h(unix_millis(SystemTime::now())),
+        }
+    }
+
+    fn neighbors(&self) -> Vec<Neighbor> {
+        let now = unix_millis(SystemTime::now());
+        let table = self.state.neighbors();
+        let mut out: Vec<Neighbor> = table
+            .all()
+            .map(|n| {
+                let hint = table.sync_hint(&n.device_id).and_then(|h| {
+                    (h.behind_by > 0).then(|| {
+                        if h.would_help {
+                            format!("behind by {}: a sync would help", h.behind_by)
+                        } else {
+                            format!("behind by {} (cannot sync now)", h.behind_by)
+                        }
+                    })
+                });
+                Neighbor {
+                    device_id: hex::encode(n.device_id),
+                    device_class: n.device_class.clone(),
+                    power_state: n.power_state.clone(),
+                    last_seen_ms: n.last_seen_ms,
+                    rssi: n.rssi,
+                    snr: n.snr,
+                    ledger_height: n.ledger_height,
+                    protocol_version: if n.outdated {
+                        format!("{} (outdated)", n.protocol_version)
+                    } else {
+                        n.protocol_version.clone()
+                    },
+                    sync_capable: n.sync_capable && !n.outdated,
+                    sync_hint: hint,
+                    liveness: match NeighborTable::liveness(n, now) {
+                        neighbors::Liveness::Active => Liveness::Active,
+                        neighbors::Liveness::Stale => Liveness::Stale,
+                        neighbors::Liveness::Gone => Liveness::Gone,
+                    },
+                    link: Some(n.last_link.clone()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        out
+    }
+
+    fn queue(&self) -> Queue {
+        let stats = self.store.stats();
+        // The page shows a handful; a blocking read is fine here (web-ui
+        // calls views on the blocking pool).
+        let recent = tokio::runtime::Handle::try_current()
+            .ok()
+            .and_then(|h| h.block_on(self.store.pending(0, 20)).ok())
+            .unwrap_or_default();
+        let mut by_type = BTreeMap::new();
+        for e in &recent {
+            *by_type.entry(e.message_type.clone()).or_insert(0) += 1;
+        }
+        Queue {
+            backlog: stats.backlog,
+            oldest_pending_ms: stats.oldest_pending_ms,
+            by_type,
+            recent: recent
+                .into_iter()
+                .map(|e| QueueItem {
+                    seq: e.seq,
+                    msg_id: hex::encode(e.msg_id),
+                    device_id: hex::encode(e.device_id),
+                    message_type: e.message_type,
+                    received_at_ms: e.received_at_ms,
+                })
+                .collect(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<web_ui::LiveEvent> {
+        self.live.subscribe()
+    }
+
+    fn admin_password_hash(&self) -> Option<String> {
+        self.config.http.admin_password_hash.clone().or_else(|| {
+            std::fs::read_to_string(self.config.gateway.data_dir.join("admin.hash"))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+    }
+
+    fn admin_setup_hint(&self) -> String {
+        format!(
+            "Set a password with `seed-gateway set-admin-password --data-dir {}` on the gateway, \
+             or put an argon2 hash in `http.admin_password_hash` of the config file.",
+            self.config.gateway.data_dir.display()
+        )
+    }
+
+    fn admin_action(&self, action: AdminAction) -> Result<String, String> {
+        match action {
+            AdminAction::FlushUplink => {
+                if self.uplink.is_none() {
+                    return Err("No internet uplink is configured; messages stay here.".into());
+                }
+                self.state.wake_uplink();
+                Ok("Sending waiting messages now.".into())
+            }
+            AdminAction::RestartLink(name) => Err(format!(
+                "Radio {name} restarts by itself when it fails; a manual restart is not available in this version."
+            )),
+            _ => Err("This action is not available in this version.".into()),
+        }
+    }
+
+    fn diagnostic_bundle(&self) -> DiagnosticBundle {
+        let status = serde_json::to_string_pretty(&self.status()).unwrap_or_default();
+        let neighbors = serde_json::to_string_pretty(&self.neighbors()).unwrap_or_default();
+        let config = redacted_config(&self.config);
+        let text = format!(
+            "seed-gateway diagnostics\n\n== status\n{status}\n\n== neighbors\n{neighbors}\n\n== config (secrets removed)\n{config}\n"
+        );
+        DiagnosticBundle {
+            file_name: format!(
+                "seed-gateway-{}-diagnostics.txt",
+                &self.state.gateway_id[..16]
+            ),
+            content_type: "text/plain; charset=utf-8".into(),
+            bytes: text.into_bytes(),
+        }
+    }
+}
+
+/// The effective configuration without passwords, keys or hashes.
+fn redacted_config(config: &Config) -> String {
+    let mut c = config.clone();
+    if let Some(m) = c.mqtt.as_mut() {
+        if m.password.is_some() {
+            m.password = Some("(removed)".into());
+        }
+    }
+    if c.http.admin_password_hash.is_some() {
+        c.http.admin_password_hash = Some("(removed)".into());
+    }
+    format!("{c:#?}")
+}

@@ -1,0 +1,495 @@
+//! The one transmit scheduler: everything the gateway puts on air goes
+//! through here, so priorities and the legal duty cycle hold for all of it.
+//!
+//! Priorities, highest first: radio acks (a device is waiting, and a missed
+//! ack costs a retransmission of the whole message), downlinks, ledger-sync
+//! offers, the gateway's own heartbeat. Each frame's airtime is computed from
+//! the link's modulation and checked against the EU868 sub-band ledger
+//! (rolling hour) before it is sent; a frame that does not fit waits until it
+//! does. A link transmits one frame at a time (LoRa is half duplex): it is
+//! busy for the frame's airtime after each send.
+//!
+//! Acks are batched: ids arriving within [`ACK_BATCH_WINDOW`] share a frame,
+//! up to [`ACKS_PER_FRAME`] ids, so one downlink covers many messages.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use radio_bridge::airtime::time_on_air;
+use radio_bridge::duty_cycle::{DutyCycleDenied, DutyCycleLedger, DutyCycleSnapshot, Region};
+use radio_bridge::frame::{Ack, Envelope, Frame, Message, MsgId, ProtocolVersion};
+use radio_bridge::identity::Identity;
+use radio_bridge::link::{RadioParams, Transmit};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How long the first ack of a batch waits for company.
+pub const ACK_BATCH_WINDOW: Duration = Duration::from_millis(50);
+
+/// Ids per ack frame: 8 × 17 bytes keeps the signed frame under 255 bytes,
+/// one LoRa packet.
+pub const ACKS_PER_FRAME: usize = 8;
+
+/// Transmission priority, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Ack = 0,
+    Downlink = 1,
+    SyncOffer = 2,
+    Heartbeat = 3,
+}
+
+/// What the rest of the gateway asks the scheduler to send.
+#[derive(Debug, Clone)]
+pub enum TxRequest {
+    /// Acknowledge a durable message over the link it came from.
+    Ack { link: String, msg_id: MsgId },
+    /// A ready frame; `link: None` sends it on every link.
+    Frame {
+        link: Option<String>,
+        priority: Priority,
+        bytes: Vec<u8>,
+        /// Echoed in [`TxReport`]s so the sender can follow delivery.
+        tag: u64,
+    },
+}
+
+/// Told to interested parties after a frame went on air (or could not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxReport {
+    pub tag: u64,
+    pub link: String,
+    pub sent: bool,
+}
+
+/// Where a link's transmissions go and how it modulates them.
+#[derive(Debug, Clone)]
+pub struct TxLink {
+    pub name: String,
+    pub transmit: mpsc::Sender<Transmit>,
+    pub params: RadioParams,
+}
+
+/// Numbers for the status page and `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerStats {
+    pub frames_sent: u64,
+    pub acks_sent: u64,
+    pub airtime_ms_total: u64,
+    /// Frames held back by the duty cycle at least once.
+    pub deferred_total: u64,
+    /// Frames dropped because they could never fit (outside every band,
+    /// longer than the band's hourly budget).
+    pub impossible_total: u64,
+    pub queued: usize,
+    pub duty_cycle: Option<DutyCycleSnapshot>,
+}
+
+/// Cheap handle used to submit requests and read the statistics.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    requests: mpsc::UnboundedSender<TxRequest>,
+    stats: Arc<Mutex<SchedulerStats>>,
+}
+
+impl SchedulerHandle {
+    pub fn submit(&self, request: TxRequest) {
+        // The scheduler outlives every submitter except during shutdown, when
+        // nothing more needs to go on air.
+        let _ = self.requests.send(request);
+    }
+
+    pub fn stats(&self) -> SchedulerStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+struct Queued {
+    priority: Priority,
+    link: String,
+    bytes: Vec<u8>,
+    tag: u64,
+    deferred: bool,
+}
+
+/// The scheduler task's state.
+pub struct Scheduler {
+    identity: Identity,
+    links: HashMap<String, TxLink>,
+    ledger: DutyCycleLedger,
+    /// Acks waiting for their batch window, per link.
+    acks: BTreeMap<String, (Instant, Vec<MsgId>)>,
+    queue: VecDeque<Queued>,
+    busy_until: HashMap<String, Instant>,
+    stats: Arc<Mutex<SchedulerStats>>,
+    reports: Option<mpsc::UnboundedSender<TxReport>>,
+    next_id: u64,
+}
+
+impl Scheduler {
+    pub fn new(
+        identity: Identity,
+        links: Vec<TxLink>,
+        region: Region,
+    ) -> (
+        Scheduler,
+        SchedulerHandle,
+        mpsc::UnboundedReceiver<TxRequest>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Mutex::new(SchedulerStats::default()));
+        let scheduler = Scheduler {
+            identity,
+            links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
+            ledger: DutyCycleLedger::new(region),
+            acks: BTreeMap::new(),
+            queue: VecDeque::new(),
+            busy_until: HashMap::new(),
+            stats: stats.clone(),
+            reports: None,
+            next_id: 1,
+        };
+        (
+            scheduler,
+            SchedulerHandle {
+                requests: tx,
+                stats,
+            },
+            rx,
+        )
+    }
+
+    /// Delivery reports for tagged frames go here.
+    pub fn report_to(&mut self, reports: mpsc::UnboundedSender<TxReport>) {
+        self.reports = Some(reports);
+    }
+
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<TxRequest>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let wake = self.next_wake(Instant::now());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                request = requests.recv() => match request {
+                    Some(r) => {
+                        self.accept(r, Instant::now());
+                        // Take everything already waiting, so one pump sees
+                        // it all and priorities decide, not arrival timing.
+                        while let Ok(r) = requests.try_recv() {
+                            self.accept(r, Instant::now());
+                        }
+                    }
+                    None => break,
+                },
+                _ = sleep_until(wake) => {}
+            }
+            self.pump(Instant::now()).await;
+        }
+    }
+
+    fn accept(&mut self, request: TxRequest, now: Instant) {
+        match request {
+            TxRequest::Ack { link, msg_id } => {
+                let entry = self.acks.entry(link).or_insert_with(|| (now, Vec::new()));
+                if !entry.1.contains(&msg_id) {
+                    entry.1.push(msg_id);
+                }
+            }
+            TxRequest::Frame {
+                link,
+                priority,
+                bytes,
+                tag,
+            } => {
+                let targets: Vec<String> = match link {
+                    Some(l) => vec![l],
+                    None => self.links.keys().cloned().collect(),
+                };
+                for link in targets {
+                    self.enqueue(priority, link, bytes.clone(), tag);
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, priority: Priority, link: String, bytes: Vec<u8>, tag: u64) {
+        // Stable: equal priorities keep arrival order.
+        let pos = self
+            .queue
+            .iter()
+            .position(|q| q.priority > priority)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(
+            pos,
+            Queued {
+                priority,
+                link,
+                bytes,
+                tag,
+                deferred: false,
+            },
+        );
+    }
+
+    /// Turns ripe ack batches into signed ack frames at ack priority.
+    fn flush_acks(&mut self, now: Instant) {
+        let ripe: Vec<String> = self
+            .acks
+            .iter()
+            .filter(|(_, (first, ids))| {
+                ids.len() >= ACKS_PER_FRAME || now >= *first + ACK_BATCH_WINDOW
+            })
+            .map(|(link, _)| link.clone())
+            .collect();
+        for link in ripe {
+            let Some((_, ids)) = self.acks.remove(&link) else {
+                continue;
+            };
+            for chunk in ids.chunks(ACKS_PER_FRAME) {
+                let envelope = Envelope {
+                    version: ProtocolVersion::CURRENT,
+                    device_id: self.identity.device_id(),
+                    to: None,
+                    seq: None,
+                    message: Message::Ack(Ack {
+                        acked: chunk.to_vec(),
+                    }),
+                };
+                if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
+                    self.enqueue(Priority::Ack, link.clone(), frame.bytes, 0);
+                }
+            }
+        }
+    }
+
+    /// Sends every queued frame whose link is free and whose band has room,
+    /// highest priority first.
+    async fn pump(&mut self, now: Instant) {
+        self.flush_acks(now);
+        let mut i = 0;
+        while i < self.queue.len() {
+            let q = &self.queue[i];
+            let Some(link) = self.links.get(&q.link).cloned() else {
+                self.queue.remove(i);
+                continue;
+            };
+            if self.busy_until.get(&link.name).is_some_and(|t| *t > now) {
+                i += 1;
+                continue;
+            }
+            let airtime = time_on_air(q.bytes.len(), &link.params);
+            match self
+                .ledger
+                .can_transmit(link.params.freq_hz, airtime, now.into_std())
+            {
+                Ok(()) => {}
+                Err(DutyCycleDenied::Busy { wait, .. }) => {
+                    // Nothing else on this link goes before the band frees:
+                    // treat the link as busy until then.
+                    self.busy_until.insert(link.name.clone(), now + wait);
+                    if !self.queue[i].deferred {
+                        self.queue[i].deferred = true;
+                        self.bump(|s| s.deferred_total += 1);
+                    }
+                    i += 1;
+                    continue;
+                }
+                Err(impossible) => {
+                    tracing::warn!(link = %link.name, "cannot transmit: {impossible}");
+                    let q = self.queue.remove(i).expect("index checked");
+                    self.bump(|s| s.impossible_total += 1);
+                    self.report(q.tag, &link.name, false);
+                    continue;
+                }
+            }
+            let q = self.queue.remove(i).expect("index checked");
+            self.ledger
+                .record(link.params.freq_hz, airtime, now.into_std());
+            self.busy_until.insert(link.name.clone(), now + airtime);
+            let id = self.next_id;
+            self.next_id += 1;
+            let sent = link
+                .transmit
+                .send(Transmit {
+                    id,
+                    bytes: q.bytes,
+                    params: link.params,
+                })
+                .await
+                .is_ok();
+            let is_ack = q.priority == Priority::Ack;
+            self.bump(|s| {
+                s.frames_sent += 1;
+                s.acks_sent += is_ack as u64;
+                s.airtime_ms_total += airtime.as_millis() as u64;
+            });
+            self.report(q.tag, &link.name, sent);
+        }
+        let snapshot = self.ledger.snapshot(now.into_std());
+        let queued = self.queue.len();
+        self.bump(|s| {
+            s.duty_cycle = Some(snapshot);
+            s.queued = queued;
+        });
+    }
+
+    fn report(&self, tag: u64, link: &str, sent: bool) {
+        if tag == 0 {
+            return;
+        }
+        if let Some(r) = &self.reports {
+            let _ = r.send(TxReport {
+                tag,
+                link: link.to_string(),
+                sent,
+            });
+        }
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut SchedulerStats)) {
+        if let Ok(mut s) = self.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// When something may become sendable: a batch window closing, or a
+    /// link becoming free (after a transmission or when its band has room).
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let acks = self
+            .acks
+            .values()
+            .map(|(first, _)| *first + ACK_BATCH_WINDOW);
+        let links = self.busy_until.values().copied().filter(|t| *t > now);
+        acks.chain(links).min()
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, freq: u32) -> (TxLink, mpsc::Receiver<Transmit>) {
+        let (tx, rx) = mpsc::channel(1024);
+        (
+            TxLink {
+                name: name.into(),
+                transmit: tx,
+                params: RadioParams {
+                    freq_hz: freq,
+                    ..RadioParams::default()
+                },
+            },
+            rx,
+        )
+    }
+
+    fn acked_ids(t: &Transmit) -> Vec<MsgId> {
+        match Frame::decode(&t.bytes).unwrap().envelope.message {
+            Message::Ack(a) => a.acked,
+            other => panic!("not an ack: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acks_are_batched_into_few_frames() {
+        let (l, mut rx) = link("r0", 869_525_000);
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
+        let stop = CancellationToken::new();
+        tokio::spawn(s.run(requests, stop.clone()));
+        for i in 0..20u8 {
+            handle.submit(TxRequest::Ack {
+                link: "r0".into(),
+                msg_id: [i; 16],
+            });
+        }
+        let mut ids = Vec::new();
+        let mut frames = 0;
+        while ids.len() < 20 {
+            let t = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("ack frames within a minute")
+                .expect("link channel open");
+            assert!(t.bytes.len() <= 255, "ack frame fits one packet");
+            ids.extend(acked_ids(&t));
+            frames += 1;
+        }
+        assert_eq!(frames, 3, "20 ids in frames of 8");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 20);
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acks_go_before_heartbeats() {
+        let (l, mut rx) = link("r0", 869_525_000);
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
+        let stop = CancellationToken::new();
+        // Queue both before the task starts, so priority alone decides.
+        handle.submit(TxRequest::Frame {
+            link: Some("r0".into()),
+            priority: Priority::Heartbeat,
+            bytes: vec![0x85; 100],
+            tag: 1,
+        });
+        handle.submit(TxRequest::Frame {
+            link: Some("r0".into()),
+            priority: Priority::Ack,
+            bytes: vec![0x85; 50],
+            tag: 2,
+        });
+        tokio::spawn(s.run(requests, stop.clone()));
+        let first = rx.recv().await.unwrap();
+        let second = rx.recv().await.unwrap();
+        assert_eq!((first.bytes.len(), second.bytes.len()), (50, 100));
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duty_cycle_holds_back_a_flood() {
+        // Band M (868.0–868.6 MHz) allows 36 s per hour.
+        let (l, mut rx) = link("r0", 868_100_000);
+        let params = l.params;
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
+        let stop = CancellationToken::new();
+        tokio::spawn(s.run(requests, stop.clone()));
+        for tag in 1..=500 {
+            handle.submit(TxRequest::Frame {
+                link: Some("r0".into()),
+                priority: Priority::Downlink,
+                bytes: vec![0x85; 200],
+                tag,
+            });
+        }
+        let per_frame = time_on_air(200, &params);
+        let mut sent = 0u32;
+        // Within the first simulated hour, only what fits the budget goes out.
+        let hour = Instant::now() + Duration::from_secs(3599);
+        while let Ok(Some(_)) = tokio::time::timeout_at(hour, rx.recv()).await {
+            sent += 1;
+        }
+        let budget = Duration::from_secs(36);
+        assert!(sent > 0);
+        assert!(
+            per_frame * sent <= budget,
+            "{sent} frames of {per_frame:?} exceed {budget:?}"
+        );
+        assert!(handle.stats().deferred_total > 0);
+        stop.cancel();
+    }
+}

@@ -1,0 +1,204 @@
+//! The outbox (messages waiting for the broker's PUBACK) and the `seen`
+//! record of msg_ids that de-duplicates device retries.
+//!
+//! # Why `seen` outlives the outbox
+//!
+//! A device whose radio ack got lost sends the same message again, possibly
+//! after the first copy was already published and removed. `seen` keeps the
+//! msg_id of every stored message (inserted in the same transaction as the
+//! outbox row, so it is exactly as durable) and, once the message leaves the
+//! outbox, remembers it for `seen_retention` (default 7 days) and at most
+//! `seen_max` (default 200,000) such ids, oldest forgotten first. Both bounds
+//! keep the table small on an SD card; a retry arriving later than that is
+//! published again and the backend sees a duplicate msg_id, which it must
+//! tolerate anyway under MQTT QoS 1. Retention is measured on the wall clock;
+//! a clock that jumps backwards only keeps ids longer, and `seen_max` still
+//! bounds them.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::quota::{self, Quota, HEARTBEAT, SEEN_ROW_BYTES};
+use super::tally::Tallies;
+use super::{CommitOutcome, Inbound, OutboxEntry, StoreError};
+
+/// Stores one message inside the writer's transaction (see `quota` for what
+/// happens when it does not fit).
+pub(super) fn insert(
+    conn: &Connection,
+    tallies: &mut Tallies,
+    quota: &Quota,
+    msg: Inbound,
+    now_ms: u64,
+) -> Result<CommitOutcome, StoreError> {
+    let seen: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen WHERE msg_id = ?1)")?
+        .query_row([&msg.msg_id], |row| row.get(0))?;
+    if seen {
+        tallies.duplicates_total += 1;
+        return Ok(CommitOutcome::Duplicate);
+    }
+
+    let size = quota::row_size(&msg);
+    let need = size + SEEN_ROW_BYTES;
+    let is_heartbeat = msg.message_type == HEARTBEAT;
+    let mut compacted_count = 0;
+    if !quota.fits(tallies, need) {
+        quota.make_room(conn, tallies, need, now_ms)?;
+        if !quota.fits(tallies, need) {
+            let replaceable = if is_heartbeat {
+                quota::latest_heartbeat(conn, &msg.device_id)?
+                    .filter(|old| tallies.bytes_used() - old.size_bytes + need <= quota.quota_bytes)
+            } else {
+                None
+            };
+            let Some(old) = replaceable else {
+                tallies.refused_total += 1;
+                tallies.full_latched = true;
+                return Ok(CommitOutcome::Refused);
+            };
+            quota::fold_away(conn, tallies, &old, now_ms)?;
+            compacted_count = old.compacted_count + 1;
+        }
+    }
+
+    conn.prepare_cached(
+        "INSERT INTO outbox (msg_id, device_id, message_type, frame, message_json, rx_json,
+                             received_at_ms, compacted_count, size_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        msg.msg_id,
+        msg.device_id,
+        msg.message_type,
+        msg.frame,
+        msg.message_json,
+        msg.rx_json,
+        // Clamped rather than failing the whole group on an absurd clock.
+        msg.received_at_ms.min(i64::MAX as u64),
+        compacted_count,
+        size,
+    ])?;
+    let seq = conn.last_insert_rowid() as u64;
+    conn.prepare_cached("INSERT INTO seen (msg_id, seq) VALUES (?1, ?2)")?
+        .execute(params![msg.msg_id, seq])?;
+
+    tallies.outbox_rows += 1;
+    tallies.outbox_bytes += size;
+    tallies.seen_rows += 1;
+    tallies.stored_total += 1;
+    if !is_heartbeat {
+        // A message that must not be dropped fitted: we are not full.
+        tallies.full_latched = false;
+    }
+    Ok(CommitOutcome::Stored { seq })
+}
+
+/// Unpublished entries after `after_seq`, in seq order.
+pub(super) fn pending(
+    conn: &Connection,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let Ok(after_seq) = i64::try_from(after_seq) else {
+        return Ok(Vec::new()); // no seq is that large
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, msg_id, device_id, message_type, frame, message_json, rx_json,
+                received_at_ms, compacted_count
+         FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let entries = statement
+        .query_map(params![after_seq, limit], |row| {
+            Ok(OutboxEntry {
+                seq: row.get(0)?,
+                msg_id: row.get(1)?,
+                device_id: row.get(2)?,
+                message_type: row.get(3)?,
+                frame: row.get(4)?,
+                message_json: row.get(5)?,
+                rx_json: row.get(6)?,
+                received_at_ms: row.get(7)?,
+                compacted_count: row.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(entries)
+}
+
+/// Removes published rows and starts the retention clock of their msg_ids.
+pub(super) fn mark_published(
+    conn: &Connection,
+    tallies: &mut Tallies,
+    seqs: &[u64],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let mut delete =
+        conn.prepare_cached("DELETE FROM outbox WHERE seq = ?1 RETURNING msg_id, size_bytes")?;
+    let mut retire = conn.prepare_cached("UPDATE seen SET retired_at_ms = ?2 WHERE msg_id = ?1")?;
+    for &seq in seqs {
+        // A seq beyond i64 cannot exist; skipping it keeps one bad value
+        // from failing the whole group transaction.
+        let Ok(seq) = i64::try_from(seq) else {
+            continue;
+        };
+        let removed: Option<(Vec<u8>, u64)> = delete
+            .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((msg_id, size)) = removed {
+            retire.execute(params![msg_id, now_ms])?;
+            tallies.outbox_rows -= 1;
+            tallies.outbox_bytes -= size;
+            tallies.seen_retired += 1;
+            tallies.published_total += 1;
+            tallies.space_freed = true;
+        }
+    }
+    Ok(())
+}
+
+/// Applies the retention bounds of `seen` (age, then count).
+pub(super) fn prune_seen(
+    conn: &Connection,
+    tallies: &mut Tallies,
+    retention_ms: u64,
+    seen_max: u64,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    if tallies.seen_retired == 0 {
+        return Ok(());
+    }
+    let cutoff = now_ms.saturating_sub(retention_ms).min(i64::MAX as u64);
+    let expired = conn
+        .prepare_cached("DELETE FROM seen WHERE retired_at_ms <= ?1")?
+        .execute([cutoff])? as u64;
+    tallies.seen_rows -= expired;
+    tallies.seen_retired -= expired;
+    tallies.space_freed |= expired > 0;
+    if tallies.seen_retired > seen_max {
+        forget_oldest_seen(conn, tallies, tallies.seen_retired - seen_max)?;
+    }
+    Ok(())
+}
+
+/// Forgets the `count` longest-retired msg_ids (never those still in the outbox).
+pub(super) fn forget_oldest_seen(
+    conn: &Connection,
+    tallies: &mut Tallies,
+    count: u64,
+) -> Result<(), StoreError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let forgotten = conn
+        .prepare_cached(
+            "DELETE FROM seen WHERE msg_id IN (
+                 SELECT msg_id FROM seen WHERE retired_at_ms IS NOT NULL
+                 ORDER BY retired_at_ms, seq LIMIT ?1)",
+        )?
+        .execute([count.min(i64::MAX as u64)])? as u64;
+    tallies.seen_rows -= forgotten;
+    tallies.seen_retired -= forgotten;
+    tallies.space_freed |= forgotten > 0;
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Opening the database: pragmas that make commits durable, and schema
+//! migrations versioned in code.
+//!
+//! The schema version lives in `PRAGMA user_version`. [`MIGRATIONS`] lists
+//! every step ever shipped, in order; step `i` (0-based) takes the database
+//! from version `i` to `i + 1`, each in its own transaction, so a power cut
+//! mid-upgrade leaves the file at a whole version and the next start resumes.
+//! Steps are append-only: never edit a shipped one, add a new one.
+//!
+//! A database whose version is newer than the last step was written by a
+//! newer seed-gateway (for example before a rollback to the other RAUC slot);
+//! opening it could misread data, so it is refused with an error saying so.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// `PRAGMA application_id` of a seed-gateway store ("SEED" in ASCII), so we
+/// never mistake another program's SQLite file for ours, or the reverse.
+const APPLICATION_ID: i64 = 0x5345_4544;
+
+/// How long a connection waits for a lock held by the other connection
+/// (the reader during a checkpoint, say) before reporting "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One schema step.
+pub(super) struct Migration {
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every schema step, oldest first. Append only.
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        description: "outbox, seen msg_ids, meta",
+        sql: "
+            -- AUTOINCREMENT: seq values are never reused, even after the
+            -- newest rows were published and deleted, so a seq names one
+            -- message forever (the uplink and logs may refer to it).
+            CREATE TABLE outbox (
+                seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+                msg_id          BLOB    NOT NULL,
+                device_id       BLOB    NOT NULL,
+                message_type    TEXT    NOT NULL,
+                frame           BLOB    NOT NULL,
+                message_json    TEXT    NOT NULL,
+                rx_json         TEXT    NOT NULL,
+                received_at_ms  INTEGER NOT NULL,
+                compacted_count INTEGER NOT NULL DEFAULT 0,
+                -- what this row counts against the quota (see quota.rs)
+                size_bytes      INTEGER NOT NULL
+            );
+            -- heartbeat compaction looks up heartbeats per device
+            CREATE INDEX outbox_heartbeats ON outbox (device_id, seq)
+                WHERE message_type = 'heartbeat';
+
+            -- Every msg_id we hold or recently held: the UNIQUE key that
+            -- de-duplicates retries, also after the message left the outbox.
+            -- retired_at_ms is NULL while the message is in the outbox.
+            CREATE TABLE seen (
+                msg_id        BLOB    PRIMARY KEY NOT NULL,
+                seq           INTEGER NOT NULL,
+                retired_at_ms INTEGER
+            ) WITHOUT ROWID;
+            CREATE INDEX seen_retired ON seen (retired_at_ms, seq)
+                WHERE retired_at_ms IS NOT NULL;
+
+            CREATE TABLE meta (
+                key   TEXT PRIMARY KEY NOT NULL,
+                value TEXT NOT NULL
+            ) WITHOUT ROWID;
+        ",
+    },
+    Migration {
+        description: "downlink mailbox",
+        sql: "
+            CREATE TABLE mailbox (
+                id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+                device_id          BLOB    NOT NULL,
+                -- a QoS-1 redelivery of the same downlink is a duplicate
+                down_msg_id        BLOB    NOT NULL UNIQUE,
+                payload_frame      BLOB    NOT NULL,
+                created_at_ms      INTEGER NOT NULL,
+                expires_at_ms      INTEGER NOT NULL,
+                state              TEXT    NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivered', 'expired', 'failed')),
+                attempts           INTEGER NOT NULL DEFAULT 0,
+                last_attempt_at_ms INTEGER,
+                size_bytes         INTEGER NOT NULL
+            );
+            CREATE INDEX mailbox_device ON mailbox (device_id, id);
+            CREATE INDEX mailbox_expiry ON mailbox (expires_at_ms)
+                WHERE state = 'pending';
+        ",
+    },
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the write connection and migrates the schema to [`SCHEMA_VERSION`].
+pub(super) fn open_and_migrate(path: &Path) -> Result<Connection, StoreError> {
+    open_and_migrate_to(path, MIGRATIONS.len())
+}
+
+/// Like [`open_and_migrate`], but stops after `steps` migrations (tests use it
+/// to build databases of older versions).
+pub(super) fn open_and_migrate_to(path: &Path, steps: usize) -> Result<Connection, StoreError> {
+    let open_error = |e: rusqlite::Error| StoreError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+
+    // Identify the file before changing anything in it.
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_error)?;
+    let application_id: i64 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(open_error)?;
+    let has_tables: bool = conn
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master)", [], |row| {
+            row.get(0)
+        })
+        .map_err(open_error)?;
+    let foreign = if version == 0 {
+        application_id != 0 || has_tables
+    } else {
+        application_id != APPLICATION_ID
+    };
+    if foreign {
+        return Err(StoreError::NotAStore {
+            path: path.to_path_buf(),
+            application_id,
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+
+    if !has_tables {
+        // Only possible before the first table exists. Lets `close` hand
+        // freed pages back to the file system (`PRAGMA incremental_vacuum`)
+        // after a large backlog drained, instead of keeping the file at its
+        // high-water mark forever.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(open_error)?;
+    }
+    set_durability_pragmas(&conn, path)?;
+
+    for (index, step) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(steps)
+        .skip(version as usize)
+    {
+        let to = index as i64 + 1;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(step.sql).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!(
+                "schema migration to version {to} ({}) failed: {e}",
+                step.description
+            ),
+        })?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", to)?;
+        tx.commit()?;
+        tracing::info!(version = to, "store schema migrated: {}", step.description);
+    }
+    Ok(conn)
+}
+
+/// WAL: readers (the uplink paging through the outbox) never block the writer
+/// and the writer never blocks them; a commit appends to the log instead of
+/// rewriting pages in place.
+///
+/// `synchronous=FULL`, not NORMAL: ingest acks a message over the radio as
+/// soon as `commit` returns, and the device then forgets it. With NORMAL, a
+/// WAL commit is not fsynced (only checkpoints are), so a power cut right
+/// after the ack could roll the message back: acked, yet gone. FULL fsyncs
+/// the WAL at every commit; group commit keeps that to one fsync per group.
+fn set_durability_pragmas(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let open_error = |message: String| StoreError::Open {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| open_error(e.to_string()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(open_error(format!(
+            "the file system refused write-ahead logging (journal_mode stayed {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open_error(e.to_string()))?;
+    Ok(())
+}
+
+/// Opens the read connection. `query_only` makes any accidental write on it
+/// fail loudly: all writes go through the writer thread.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |e: rusqlite::Error| StoreError::Open {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open(path).map_err(open_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(open_error)?;
+    Ok(conn)
+}

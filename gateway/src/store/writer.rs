@@ -1,0 +1,404 @@
+//! The writer thread and group commit.
+//!
+//! One OS thread owns the only write connection. Every write (commits,
+//! publish marks, meta, mailbox) reaches it as a [`Request`] over a channel
+//! and is answered through a oneshot.
+//!
+//! Group commit: when a request arrives, the writer keeps collecting requests
+//! until `group_commit_delay` has passed since that first one or the group
+//! holds `max_batch` messages, then applies the whole group in ONE
+//! transaction, commits (one fsync of the WAL), and only then answers every
+//! caller. Under load, one disk flush covers many devices' messages; with a
+//! single caller it adds at most `group_commit_delay` to the ack.
+//!
+//! A failed transaction is rolled back as a whole and every caller in the
+//! group gets the error: nothing of it is acked, devices retry. The running
+//! counts ([`Tallies`]) are changed on a working copy that is kept only if
+//! the commit succeeded.
+//!
+//! A plain thread (not a tokio task) because every SQLite call blocks, and a
+//! commit blocks on fsync for milliseconds; the async side only awaits the
+//! oneshot.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
+use super::quota::{self, Quota};
+use super::tally::Tallies;
+use super::{lock, meta, now_ms, outbox};
+use super::{CommitOutcome, Inbound, QuotaState, StoreError, StoreOptions, StoreStats};
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write for the writer thread, with where to send its answer.
+pub(super) enum Request {
+    Commit {
+        batch: Vec<Inbound>,
+        reply: Reply<Vec<CommitOutcome>>,
+    },
+    MarkPublished {
+        seqs: Vec<u64>,
+        reply: Reply<()>,
+    },
+    SetMeta {
+        key: String,
+        value: String,
+        reply: Reply<()>,
+    },
+    MailboxPut {
+        mail: NewMail,
+        reply: Reply<MailboxPutOutcome>,
+    },
+    MailboxMark {
+        id: u64,
+        mark: MailboxMark,
+        reply: Reply<bool>,
+    },
+    MailboxRemove {
+        ids: Vec<u64>,
+        reply: Reply<u64>,
+    },
+    MailboxExpire {
+        now_ms: u64,
+        reply: Reply<Vec<MailboxEntry>>,
+    },
+    /// Finish what came before, checkpoint, stop.
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+impl Request {
+    /// How much of `max_batch` this request takes.
+    fn messages(&self) -> usize {
+        match self {
+            Request::Commit { batch, .. } => batch.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Sends a request's answer once the fate of its transaction is known.
+type Answer = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Pairs a reply with the value computed inside the transaction; the value is
+/// delivered only if the transaction commits. Returns the error, if the
+/// operation itself failed, so the group can be aborted.
+fn finish<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (Answer, Option<StoreError>) {
+    let (value, error) = match result {
+        Ok(value) => (Some(value), None),
+        Err(error) => (None, Some(error)),
+    };
+    let answer: Answer = Box::new(move |outcome| {
+        // The caller may have given up waiting; nothing to do then.
+        let _ = reply.send(outcome.and_then(|()| value.ok_or(StoreError::Closed)));
+    });
+    (answer, error)
+}
+
+/// Starts the writer thread; returns the request channel and the shared stats.
+pub(super) fn start(
+    conn: Connection,
+    path: PathBuf,
+    options: StoreOptions,
+) -> Result<(Sender<Request>, Arc<Mutex<StoreStats>>), StoreError> {
+    let quota = Quota::new(&options);
+    let mut tallies = Tallies::load(&conn)?;
+    quota.settle(&mut tallies);
+    if tallies.quota_state != QuotaState::Ok {
+        tracing::warn!(
+            bytes_used = tallies.bytes_used(),
+            quota_bytes = quota.quota_bytes,
+            "store opened above {}% of its quota: heartbeats will be compacted",
+            options.compact_at_percent
+        );
+    }
+    let stats = Arc::new(Mutex::new(
+        tallies.snapshot(quota.quota_bytes, file_bytes(&path)),
+    ));
+    let writer = Writer {
+        conn,
+        path,
+        options,
+        quota,
+        tallies,
+        stats: Arc::clone(&stats),
+    };
+    let (requests, inbox) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || writer.run(inbox))
+        .map_err(|e| StoreError::Database(format!("cannot start the store writer thread: {e}")))?;
+    Ok((requests, stats))
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    options: StoreOptions,
+    quota: Quota,
+    tallies: Tallies,
+    stats: Arc<Mutex<StoreStats>>,
+}
+
+impl Writer {
+    fn run(mut self, inbox: Receiver<Request>) {
+        loop {
+            let Ok(first) = inbox.recv() else {
+                // Every Store handle was dropped without `close`: the queue is
+                // already drained (recv returns queued requests first).
+                if let Err(error) = self.shut_down() {
+                    tracing::warn!(%error, "store writer stopping: {error}");
+                }
+                return;
+            };
+            let (group, close) = self.collect(first, &inbox);
+            self.write_group(group);
+            if let Some(reply) = close {
+                let _ = reply.send(self.shut_down());
+                return;
+            }
+        }
+    }
+
+    /// Gathers the group that starts with `first` (see the module docs).
+    /// A `Close` ends the group; its reply is returned separately.
+    fn collect(
+        &self,
+        first: Request,
+        inbox: &Receiver<Request>,
+    ) -> (Vec<Request>, Option<Reply<()>>) {
+        let deadline = Instant::now() + self.options.group_commit_delay;
+        let mut group = Vec::new();
+        let mut messages = 0;
+        let mut next = first;
+        loop {
+            if let Request::Close { reply } = next {
+                return (group, Some(reply));
+            }
+            messages += next.messages();
+            group.push(next);
+            if messages >= self.options.max_batch {
+                break;
+            }
+            match inbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(request) => next = request,
+                Err(_) => break, // delay over (or every handle dropped)
+            }
+        }
+        (group, None)
+    }
+
+    fn write_group(&mut self, group: Vec<Request>) {
+        if group.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut working = self.tallies.clone();
+        working.space_freed = false;
+        let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let mut requests = group.into_iter();
+
+        let outcome = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
+            Err(error) => Err(StoreError::from(error)),
+            Ok(tx) => {
+                let mut failure = None;
+                for request in requests.by_ref() {
+                    let (answer, error) =
+                        apply(&tx, &self.quota, &self.options, &mut working, request, now);
+                    answers.push(answer);
+                    if error.is_some() {
+                        failure = error;
+                        break;
+                    }
+                }
+                if failure.is_none() {
+                    failure = upkeep(&tx, &self.quota, &self.options, &mut working, now).err();
+                }
+                match failure {
+                    // Dropping `tx` rolls the whole group back.
+                    Some(error) => Err(error),
+                    None => tx.commit().map_err(StoreError::from),
+                }
+            }
+        };
+
+        match &outcome {
+            Ok(()) => {
+                working.transactions_total += 1;
+                if let Some((before, after)) = self.quota.settle(&mut working) {
+                    log_quota_change(before, after, &working, &self.quota, &self.options);
+                }
+                self.tallies = working;
+                *lock(&self.stats) = self
+                    .tallies
+                    .snapshot(self.quota.quota_bytes, file_bytes(&self.path));
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    "store transaction failed and was rolled back; none of its messages are acknowledged: {error}"
+                );
+            }
+        }
+        for answer in answers {
+            answer(outcome.clone());
+        }
+        for request in requests {
+            let (answer, _) = apply_nothing(request);
+            answer(outcome.clone());
+        }
+    }
+
+    /// Checkpoints the WAL into the main file (so a copy of the `.db` file
+    /// alone is complete) and hands freed pages back to the file system.
+    fn shut_down(self) -> Result<(), StoreError> {
+        // Each step of this pragma frees one page: step it to the end.
+        let mut vacuum = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = vacuum.query([])?;
+        while steps.next()?.is_some() {}
+        drop(steps);
+        drop(vacuum);
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy != 0 {
+            // Not an error: the data is safe in the WAL, the next open or
+            // checkpoint finishes the job.
+            tracing::info!(
+                "store closed; the WAL checkpoint was incomplete because a reader was active"
+            );
+        }
+        drop(self.conn);
+        Ok(())
+    }
+}
+
+/// Applies one request inside the group's transaction.
+fn apply(
+    conn: &Connection,
+    quota: &Quota,
+    options: &StoreOptions,
+    tallies: &mut Tallies,
+    request: Request,
+    now: u64,
+) -> (Answer, Option<StoreError>) {
+    match request {
+        Request::Commit { batch, reply } => {
+            let outcomes = batch
+                .into_iter()
+                .map(|msg| outbox::insert(conn, tallies, quota, msg, now))
+                .collect();
+            finish(reply, outcomes)
+        }
+        Request::MarkPublished { seqs, reply } => {
+            finish(reply, outbox::mark_published(conn, tallies, &seqs, now))
+        }
+        Request::SetMeta { key, value, reply } => finish(reply, meta::set(conn, &key, &value)),
+        Request::MailboxPut { mail, reply } => {
+            let limits = MailboxLimits {
+                per_device: options.mailbox_max_per_device,
+                total_bytes: options.mailbox_max_total_bytes,
+            };
+            finish(reply, mailbox::put(conn, tallies, limits, mail))
+        }
+        Request::MailboxMark { id, mark, reply } => finish(reply, mailbox::mark(conn, id, mark)),
+        Request::MailboxRemove { ids, reply } => {
+            finish(reply, mailbox::remove(conn, tallies, &ids))
+        }
+        Request::MailboxExpire { now_ms, reply } => finish(reply, mailbox::expire(conn, now_ms)),
+        Request::Close { reply } => finish(reply, Ok(())),
+    }
+}
+
+/// An answer for a request that was never applied because an earlier one in
+/// its group failed; it only ever delivers that failure.
+fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
+    fn never<T>() -> Result<T, StoreError> {
+        Err(StoreError::Closed)
+    }
+    match request {
+        Request::Commit { reply, .. } => finish(reply, never()),
+        Request::MarkPublished { reply, .. } => finish(reply, never()),
+        Request::SetMeta { reply, .. } => finish(reply, never()),
+        Request::MailboxPut { reply, .. } => finish(reply, never()),
+        Request::MailboxMark { reply, .. } => finish(reply, never()),
+        Request::MailboxRemove { reply, .. } => finish(reply, never()),
+        Request::MailboxExpire { reply, .. } => finish(reply, never()),
+        Request::Close { reply } => finish(reply, never()),
+    }
+}
+
+/// Housekeeping at the end of every group, in the same transaction.
+fn upkeep(
+    conn: &Connection,
+    quota: &Quota,
+    options: &StoreOptions,
+    tallies: &mut Tallies,
+    now: u64,
+) -> Result<(), StoreError> {
+    if quota.should_compact(tallies) {
+        quota::compact_heartbeats(conn, tallies, now)?;
+    }
+    let retention_ms = u64::try_from(options.seen_retention.as_millis()).unwrap_or(u64::MAX);
+    outbox::prune_seen(conn, tallies, retention_ms, options.seen_max, now)?;
+    tallies.refresh_oldest_pending(conn)
+}
+
+fn log_quota_change(
+    before: QuotaState,
+    after: QuotaState,
+    tallies: &Tallies,
+    quota: &Quota,
+    options: &StoreOptions,
+) {
+    let used = tallies.bytes_used();
+    let limit = quota.quota_bytes;
+    match after {
+        QuotaState::Full => tracing::warn!(
+            bytes_used = used,
+            quota_bytes = limit,
+            backlog = tallies.outbox_rows,
+            "store is full: {used} of {limit} bytes hold messages that must not be dropped. \
+             New messages are refused and NOT acknowledged over the radio, so devices keep \
+             them and retry. This clears when the uplink publishes the backlog \
+             (is the MQTT broker reachable?)"
+        ),
+        QuotaState::Compacting if before == QuotaState::Ok => tracing::info!(
+            bytes_used = used,
+            quota_bytes = limit,
+            "store above {}% of its quota: keeping only the newest waiting heartbeat per device",
+            options.compact_at_percent
+        ),
+        QuotaState::Compacting | QuotaState::Ok => tracing::info!(
+            bytes_used = used,
+            quota_bytes = limit,
+            backlog = tallies.outbox_rows,
+            "store has room again ({used} of {limit} bytes used): accepting every message"
+        ),
+    }
+}
+
+/// Database file plus WAL, as the file system counts them.
+fn file_bytes(path: &Path) -> u64 {
+    let mut wal = OsString::from(path.as_os_str());
+    wal.push("-wal");
+    [path.as_os_str(), wal.as_os_str()]
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|metadata| metadata.len())
+        .sum()
+}

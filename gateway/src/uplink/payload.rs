@@ -1,0 +1,296 @@
+//! The JSON bodies the gateway publishes: one `up` message per stored
+//! message, and the retained `online`/`offline` state.
+//!
+//! Field names are the contract's (`docs/` and `/work/shared/contract.md`),
+//! not our Rust names: `RxMeta::freq_hz` goes out as `rx.freq`, milliseconds
+//! become an RFC 3339 UTC string, and so on.
+
+use base64::Engine as _;
+use radio_bridge::link::RxMeta;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::store::OutboxEntry;
+
+/// An `up` payload and whether the stored entry it came from was damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpPayload {
+    pub json: Vec<u8>,
+    /// The stored `message_json` or `rx_json` did not parse. The message is
+    /// still published (with `message: null` / partial `rx`) because the raw
+    /// `frame` is the authoritative data and a backend can decode it; holding
+    /// it back would block the outbox forever.
+    pub damaged: bool,
+}
+
+#[derive(Serialize)]
+struct Up<'a> {
+    msg_id: String,
+    device_id: String,
+    /// Embedded as JSON (not a string holding JSON).
+    message: Option<&'a RawValue>,
+    frame: String,
+    rx: Rx,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compacted: Option<u64>,
+}
+
+/// Reception metadata under the contract's names.
+#[derive(Serialize)]
+struct Rx {
+    link: Option<String>,
+    rssi: Option<f32>,
+    snr: Option<f32>,
+    /// Hz.
+    freq: Option<u32>,
+    sf: Option<u8>,
+    received_at: String,
+}
+
+/// Builds the `up/{message_type}` payload of one outbox entry.
+///
+/// `compacted`: how many heartbeats the store folded into this one, when it
+/// did (the store's `OutboxEntry` does not carry it yet; pass `None`).
+pub fn up_payload(entry: &OutboxEntry, compacted: Option<u64>) -> UpPayload {
+    let mut damaged = false;
+    let message = match serde_json::from_str::<&RawValue>(&entry.message_json) {
+        Ok(raw) => Some(raw),
+        Err(_) => {
+            damaged = true;
+            None
+        }
+    };
+    let rx = match serde_json::from_str::<RxMeta>(&entry.rx_json) {
+        Ok(meta) => Rx {
+            link: Some(meta.link),
+            rssi: meta.rssi,
+            snr: meta.snr,
+            freq: meta.freq_hz,
+            sf: meta.sf,
+            received_at: rfc3339_utc_millis(meta.received_at_ms),
+        },
+        Err(_) => {
+            damaged = true;
+            Rx {
+                link: None,
+                rssi: None,
+                snr: None,
+                freq: None,
+                sf: None,
+                received_at: rfc3339_utc_millis(entry.received_at_ms),
+            }
+        }
+    };
+    let up = Up {
+        msg_id: hex::encode(entry.msg_id),
+        device_id: hex::encode(entry.device_id),
+        message,
+        frame: base64::engine::general_purpose::STANDARD.encode(&entry.frame),
+        rx,
+        compacted,
+    };
+    // Serializing plain strings, numbers and already-valid raw JSON cannot fail.
+    let json = serde_json::to_vec(&up).expect("up payload serializes");
+    UpPayload { json, damaged }
+}
+
+/// `online` or `offline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    Online,
+    Offline,
+}
+
+/// The retained `state` message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatePayload {
+    pub state: Availability,
+    pub version: String,
+    /// Seconds since the uplink started; absent in the Last Will, which is
+    /// fixed at connect time and would carry a stale value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<u64>,
+    /// Messages stored but not yet acknowledged by the broker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
+    /// Why the gateway is offline: `shutdown` (clean stop) or
+    /// `connection_lost` (the Last Will).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl StatePayload {
+    pub fn online(version: &str, uptime_s: u64, queue_depth: u64) -> StatePayload {
+        StatePayload {
+            state: Availability::Online,
+            version: version.to_string(),
+            uptime_s: Some(uptime_s),
+            queue_depth: Some(queue_depth),
+            reason: None,
+        }
+    }
+
+    pub fn shutdown(version: &str, uptime_s: u64, queue_depth: u64) -> StatePayload {
+        StatePayload {
+            state: Availability::Offline,
+            version: version.to_string(),
+            uptime_s: Some(uptime_s),
+            queue_depth: Some(queue_depth),
+            reason: Some("shutdown"),
+        }
+    }
+
+    pub fn last_will(version: &str) -> StatePayload {
+        StatePayload {
+            state: Availability::Offline,
+            version: version.to_string(),
+            uptime_s: None,
+            queue_depth: None,
+            reason: Some("connection_lost"),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("state payload serializes")
+    }
+}
+
+/// `2024-05-01T12:34:56.789Z` for milliseconds since the Unix epoch.
+pub fn rfc3339_utc_millis(ms: u64) -> String {
+    let secs = ms / 1000;
+    let millis = ms % 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, exact for the whole proleptic calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn entry() -> OutboxEntry {
+        let meta = RxMeta {
+            link: "rnode0".into(),
+            rssi: Some(-97.5),
+            snr: Some(6.25),
+            freq_hz: Some(869_525_000),
+            sf: Some(9),
+            bandwidth_hz: Some(125_000),
+            received_at_ms: 1_714_566_896_789,
+        };
+        OutboxEntry {
+            seq: 7,
+            msg_id: [0xab; 16],
+            device_id: [0x01; 32],
+            message_type: "heartbeat".into(),
+            frame: vec![0, 1, 2, 250, 251, 252],
+            message_json: r#"{"msg_type":"heartbeat","battery":87}"#.into(),
+            rx_json: serde_json::to_string(&meta).unwrap(),
+            received_at_ms: 1_714_566_896_789,
+            compacted_count: 0,
+        }
+    }
+
+    #[test]
+    fn up_payload_uses_contract_names_and_embeds_the_message() {
+        let p = up_payload(&entry(), None);
+        assert!(!p.damaged);
+        let v: Value = serde_json::from_slice(&p.json).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "msg_id": "ab".repeat(16),
+                "device_id": "01".repeat(32),
+                "message": {"msg_type": "heartbeat", "battery": 87},
+                "frame": "AAEC+vv8",
+                "rx": {
+                    "link": "rnode0",
+                    "rssi": -97.5,
+                    "snr": 6.25,
+                    "freq": 869_525_000,
+                    "sf": 9,
+                    "received_at": "2024-05-01T12:34:56.789Z"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn compacted_count_appears_only_when_given() {
+        let v: Value = serde_json::from_slice(&up_payload(&entry(), Some(4)).json).unwrap();
+        assert_eq!(v["compacted"], 4);
+    }
+
+    #[test]
+    fn damaged_rows_still_carry_the_frame() {
+        let mut e = entry();
+        e.message_json = "{not json".into();
+        e.rx_json = "[]".into();
+        let p = up_payload(&e, None);
+        assert!(p.damaged);
+        let v: Value = serde_json::from_slice(&p.json).unwrap();
+        assert_eq!(v["message"], Value::Null);
+        assert_eq!(v["frame"], "AAEC+vv8");
+        assert_eq!(v["rx"]["link"], Value::Null);
+        assert_eq!(v["rx"]["received_at"], "2024-05-01T12:34:56.789Z");
+    }
+
+    #[test]
+    fn state_payloads() {
+        let v: Value =
+            serde_json::from_slice(&StatePayload::online("0.1.0", 12, 3).to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"state":"online","version":"0.1.0","uptime_s":12,"queue_depth":3})
+        );
+        let v: Value = serde_json::from_slice(&StatePayload::last_will("0.1.0").to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({"state":"offline","version":"0.1.0","reason":"connection_lost"})
+        );
+        let v: Value =
+            serde_json::from_slice(&StatePayload::shutdown("0.1.0", 5, 0).to_json()).unwrap();
+        assert_eq!(v["state"], "offline");
+        assert_eq!(v["reason"], "shutdown");
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339_utc_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_utc_millis(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_utc_millis(4_107_542_399_999),
+            "2100-02-28T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_utc_millis(1_704_067_199_001),
+            "2023-12-31T23:59:59.001Z"
+        );
+    }
+}

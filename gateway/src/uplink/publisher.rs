@@ -1,0 +1,598 @@
+//! The publisher task: outbox → QoS 1 publish → PUBACK → mark published.
+//!
+//! The one rule: a message leaves the store only when the broker has
+//! acknowledged it. The task reads the outbox in `seq` order into a bounded
+//! window (`max_inflight`), learns each publish's packet id from rumqttc's
+//! events (`window.rs`), and marks seqs published in batches as their PUBACKs
+//! arrive. When a connection dies, every unacknowledged seq is fetched again
+//! and re-sent, lowest first, on the next connection (counted as
+//! `republished_total`); after a process restart the cursor starts at 0, so
+//! everything unmarked is sent again.
+//!
+//! Two invariants keep the bookkeeping simple:
+//! - Marks are written before the next fetch. So a fetch never returns a seq
+//!   that was already acknowledged, even after a rewind.
+//! - Only this task sends publishes on a connection, so request order equals
+//!   packet-id assignment order.
+//!
+//! The task also publishes the retained state, subscribes to downlinks, hands
+//! incoming publishes to the consumer, and runs the shutdown sequence.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rumqttc::SubscribeReasonCode;
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::connection::DriverEvent;
+use super::incoming::{AckHandle, IncomingKind, IncomingMessage};
+use super::outbox::Outbox;
+use super::payload::{up_payload, StatePayload};
+use super::status::UplinkStatus;
+use super::topics::{IncomingTopic, Topics};
+use super::window::{Tag, Window};
+use super::{ExtraTopic, PublishError};
+
+/// Without a wake-up, look at the outbox this often anyway (a missed
+/// `wake()` then costs latency, never messages).
+const FALLBACK_POLL: Duration = Duration::from_secs(5);
+/// After a failed store call, wait this long before the next one.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Events handled per round before marks and fetches get a turn.
+const EVENT_BATCH: usize = 512;
+/// One-off publishes (heartbeat, receipts, OTA progress) outstanding at once.
+const MAX_EXTRAS_OUTSTANDING: usize = 8;
+
+/// A one-off publish waiting for its PUBACK.
+pub(crate) struct ExtraRequest {
+    pub topic: ExtraTopic,
+    pub payload: Vec<u8>,
+    pub done: oneshot::Sender<Result<(), PublishError>>,
+}
+
+pub(crate) struct Publisher<O: Outbox> {
+    pub outbox: O,
+    pub topics: Topics,
+    pub version: &'static str,
+    pub started: Instant,
+    pub state_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub window: Window,
+    pub status: watch::Sender<UplinkStatus>,
+    pub incoming: mpsc::UnboundedSender<IncomingMessage>,
+    /// Refill the window only when this much room is free (or it is empty),
+    /// so store reads come in batches.
+    pub refill_at: usize,
+}
+
+/// Mutable state of a running publisher beyond its configuration.
+struct Run {
+    client: Option<AsyncClient>,
+    /// PUBACKed seqs not yet marked in the store.
+    acked: Vec<u64>,
+    /// A wake-up or a full page says the outbox may hold more than we sent.
+    outbox_may_have_more: bool,
+    /// No store calls before this instant (after a store error).
+    store_retry_at: Option<Instant>,
+    /// Consecutive failed store writes, and when one was last logged.
+    store_failures: u64,
+    store_error_logged_at: Option<Instant>,
+    next_state_at: Instant,
+    extra_waiters: HashMap<u64, oneshot::Sender<Result<(), PublishError>>>,
+    next_extra_id: u64,
+    stopping: bool,
+    /// `status` has changes not yet sent to watchers.
+    status_dirty: bool,
+    st: UplinkStatus,
+}
+
+impl<O: Outbox> Publisher<O> {
+    pub(crate) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<DriverEvent>,
+        mut extras: mpsc::Receiver<ExtraRequest>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+        driver_stop: CancellationToken,
+        driver: JoinHandle<()>,
+    ) {
+        let mut run = Run {
+            client: None,
+            acked: Vec::new(),
+            outbox_may_have_more: true,
+            store_retry_at: None,
+            store_failures: 0,
+            store_error_logged_at: None,
+            next_state_at: Instant::now() + self.state_interval,
+            extra_waiters: HashMap::new(),
+            next_extra_id: 0,
+            stopping: false,
+            status_dirty: false,
+            st: self.status.borrow().clone(),
+        };
+        let mut extras_open = true;
+        let mut fallback = tokio::time::interval(FALLBACK_POLL);
+        fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.settle(&mut run).await;
+            let retry_at = run.store_retry_at;
+            let state_due = run.client.is_some();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Some(event) => {
+                        self.handle(&mut run, event);
+                        for _ in 1..EVENT_BATCH {
+                            match events.try_recv() {
+                                Ok(event) => self.handle(&mut run, event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => {
+                        error!("MQTT connection driver stopped unexpectedly; uplink stops");
+                        break;
+                    }
+                },
+                request = extras.recv(), if extras_open => match request {
+                    Some(request) => self.start_extra(&mut run, request),
+                    None => extras_open = false,
+                },
+                _ = wake.notified() => run.outbox_may_have_more = true,
+                _ = fallback.tick() => run.outbox_may_have_more = true,
+                _ = tokio::time::sleep_until(run.next_state_at), if state_due => {
+                    self.publish_state(&mut run);
+                }
+                _ = sleep_until_opt(retry_at), if retry_at.is_some() => {
+                    run.store_retry_at = None;
+                }
+            }
+        }
+        extras.close();
+        while let Ok(request) = extras.try_recv() {
+            let _ = request.done.send(Err(PublishError::Stopped));
+        }
+        self.shutdown(&mut run, events, driver_stop, driver).await;
+    }
+
+    /// Marks, fetches and status: everything that is not an event reaction.
+    async fn settle(&mut self, run: &mut Run) {
+        self.flush_marks(run).await;
+        self.fill_window(run).await;
+        run.st.inflight = self.window.outbox_outstanding() as u64;
+        if run.status_dirty || self.status.borrow().inflight != run.st.inflight {
+            self.status.send_replace(run.st.clone());
+            run.status_dirty = false;
+        }
+    }
+
+    fn store_blocked(run: &Run) -> bool {
+        run.store_retry_at.is_some_and(|at| Instant::now() < at)
+    }
+
+    async fn flush_marks(&mut self, run: &mut Run) {
+        if run.acked.is_empty() || Self::store_blocked(run) {
+            return;
+        }
+        let seqs = std::mem::take(&mut run.acked);
+        match self.outbox.mark_published(seqs.clone()).await {
+            Ok(()) => {
+                if run.store_failures > 0 {
+                    info!(
+                        failures = run.store_failures,
+                        "the store accepts writes again"
+                    );
+                    run.store_failures = 0;
+                    run.store_error_logged_at = None;
+                }
+            }
+            Err(e) => {
+                // First failure and then once a minute: a broken store
+                // should not flood the log.
+                let quiet = run
+                    .store_error_logged_at
+                    .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+                if !quiet {
+                    run.store_error_logged_at = Some(Instant::now());
+                    error!(
+                        "could not mark {} MQTT-acknowledged message(s) as published: {e}; \
+                         retrying every {} s (they stay in the store; nothing is lost)",
+                        seqs.len(),
+                        STORE_RETRY.as_secs()
+                    );
+                }
+                run.store_failures += 1;
+                run.acked = seqs;
+                run.store_retry_at = Some(Instant::now() + STORE_RETRY);
+            }
+        }
+    }
+
+    async fn fill_window(&mut self, run: &mut Run) {
+        let Some(client) = run.client.clone() else {
+            return;
+        };
+        let room = self.window.room();
+        let wanted = run.outbox_may_have_more
+            && !run.stopping
+            && run.acked.is_empty()
+            && !Self::store_blocked(run)
+            && room > 0
+            && (room >= self.refill_at || self.window.outbox_outstanding() == 0);
+        if !wanted {
+            return;
+        }
+        let entries = match self.outbox.pending(self.window.cursor(), room).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                error!(
+                    "could not read the outbox: {e}; retrying in {} s",
+                    STORE_RETRY.as_secs()
+                );
+                run.store_retry_at = Some(Instant::now() + STORE_RETRY);
+                return;
+            }
+        };
+        let exhausted = entries.len() < room;
+        run.outbox_may_have_more = !exhausted;
+        let mut last_sent = None;
+        for entry in &entries {
+            let (topic, json) = match self.topics.gateway_topic(&entry.message_type) {
+                // The gateway's own messages (receipts, its heartbeat) travel
+                // through the outbox too, so they are as durable as device
+                // messages; their stored JSON is the payload itself.
+                Some(topic) => (topic, entry.message_json.clone().into_bytes()),
+                None => {
+                    let compacted = (entry.compacted_count > 0).then_some(entry.compacted_count);
+                    let payload = up_payload(entry, compacted);
+                    if payload.damaged || !Topics::is_valid_message_type(&entry.message_type) {
+                        run.st.damaged_total += 1;
+                        warn!(
+                            seq = entry.seq,
+                            msg_id = %hex::encode(entry.msg_id),
+                            "stored message has damaged JSON or message type; publishing it with its raw frame"
+                        );
+                    }
+                    (self.topics.up(&entry.message_type), payload.json)
+                }
+            };
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, json)
+                .is_err()
+            {
+                // The request channel is full or the connection is gone:
+                // the rest of this page is fetched again later.
+                run.outbox_may_have_more = true;
+                break;
+            }
+            if self.window.requested(Tag::Outbox(entry.seq)) {
+                run.st.republished_total += 1;
+            }
+            last_sent = Some(entry.seq);
+        }
+        if let Some(last) = last_sent {
+            self.window.fetched(
+                last,
+                exhausted && last_sent == entries.last().map(|e| e.seq),
+            );
+        } else if entries.is_empty() {
+            self.window.fetched(self.window.cursor(), true);
+        }
+        run.status_dirty = true;
+    }
+
+    fn handle(&mut self, run: &mut Run, event: DriverEvent) {
+        match event {
+            DriverEvent::Connected {
+                client,
+                session_present,
+            } => {
+                debug!(session_present, "uplink connected");
+                run.st.connected = true;
+                run.st.since_ms = now_ms();
+                run.st.connects_total += 1;
+                run.status_dirty = true;
+                run.outbox_may_have_more = true;
+                let filters = [
+                    SubscribeFilter::new(self.topics.down_filter(), QoS::AtLeastOnce),
+                    SubscribeFilter::new(self.topics.ota_command(), QoS::AtLeastOnce),
+                ];
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    error!("could not subscribe to downlink topics: {e}");
+                }
+                run.client = Some(client);
+                if run.stopping {
+                    return;
+                }
+                self.publish_state(run);
+            }
+            DriverEvent::Disconnected { reason } => {
+                run.client = None;
+                for tag in self.window.connection_lost() {
+                    if let Tag::Extra(id) = tag {
+                        if let Some(done) = run.extra_waiters.remove(&id) {
+                            let _ = done.send(Err(PublishError::ConnectionLost));
+                        }
+                    }
+                }
+                run.st.connected = false;
+                run.st.downlinks_subscribed = false;
+                run.st.since_ms = now_ms();
+                run.st.last_error = Some(reason);
+                run.st.last_error_ms = Some(run.st.since_ms);
+                run.status_dirty = true;
+            }
+            DriverEvent::ConnectFailed { reason, .. } => {
+                run.st.last_error = Some(reason);
+                run.st.last_error_ms = Some(now_ms());
+                run.status_dirty = true;
+            }
+            DriverEvent::Mqtt(event) => self.handle_mqtt(run, event),
+        }
+    }
+
+    fn handle_mqtt(&mut self, run: &mut Run, event: Event) {
+        match event {
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Err(anomaly) = self.window.on_outgoing_publish(pkid) {
+                    warn!(
+                        ?anomaly,
+                        "unexpected MQTT packet id bookkeeping; the message will be re-sent"
+                    );
+                    run.outbox_may_have_more = true;
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => match self.window.on_puback(ack.pkid) {
+                Some(Tag::Outbox(seq)) => {
+                    run.acked.push(seq);
+                    run.st.published_total += 1;
+                    run.st.last_publish_ms = Some(now_ms());
+                    run.status_dirty = true;
+                }
+                Some(Tag::State) => {}
+                Some(Tag::Extra(id)) => {
+                    if let Some(done) = run.extra_waiters.remove(&id) {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                None => debug!(pkid = ack.pkid, "PUBACK for a packet id we do not track"),
+            },
+            Event::Incoming(Packet::Publish(publish)) => self.deliver(run, publish),
+            Event::Incoming(Packet::SubAck(suback)) => {
+                run.st.downlinks_subscribed = true;
+                run.status_dirty = true;
+                if suback
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, SubscribeReasonCode::Failure))
+                {
+                    let reason = format!(
+                        "MQTT broker refused the subscription to {} or {} (check its ACL): \
+                         downlinks will not arrive",
+                        self.topics.down_filter(),
+                        self.topics.ota_command()
+                    );
+                    error!("{reason}");
+                    run.st.downlinks_subscribed = false;
+                    run.st.last_error = Some(reason);
+                    run.st.last_error_ms = Some(now_ms());
+                    run.status_dirty = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a backend publish to the consumer with its ack handle.
+    fn deliver(&mut self, run: &mut Run, publish: Publish) {
+        let Some(client) = run.client.clone() else {
+            return;
+        };
+        let kind = match self.topics.parse_incoming(&publish.topic) {
+            Some(IncomingTopic::OtaCommand) => Some(IncomingKind::OtaCommand),
+            Some(IncomingTopic::Downlink { device_id }) => {
+                parse_device_id(&device_id).map(|device_id| IncomingKind::Downlink { device_id })
+            }
+            None => None,
+        };
+        let ack = AckHandle::new(client.clone(), &publish);
+        let Some(kind) = kind else {
+            run.st.incoming_malformed_total += 1;
+            run.status_dirty = true;
+            warn!(
+                topic = %publish.topic,
+                "dropping MQTT message on a malformed topic (device ids are 64 hex digits)"
+            );
+            // Ack it anyway: unacked, it would come back on every connect.
+            let mut ack_req = Publish::new("", publish.qos, Vec::new());
+            ack_req.pkid = publish.pkid;
+            let _ = client.try_ack(&ack_req);
+            return;
+        };
+        let message = IncomingMessage {
+            kind,
+            topic: publish.topic.clone(),
+            payload: publish.payload.to_vec(),
+            redelivered: publish.dup,
+            ack,
+        };
+        if self.incoming.send(message).is_err() {
+            debug!("no consumer for incoming MQTT messages; leaving it unacknowledged");
+        }
+    }
+
+    fn start_extra(&mut self, run: &mut Run, request: ExtraRequest) {
+        let Some(client) = run.client.as_ref() else {
+            let _ = request.done.send(Err(PublishError::NotConnected));
+            return;
+        };
+        if run.stopping {
+            let _ = request.done.send(Err(PublishError::Stopped));
+            return;
+        }
+        if run.extra_waiters.len() >= MAX_EXTRAS_OUTSTANDING {
+            let _ = request.done.send(Err(PublishError::Busy));
+            return;
+        }
+        let topic = match request.topic {
+            ExtraTopic::Heartbeat => self.topics.heartbeat(),
+            ExtraTopic::Receipt => self.topics.receipt(),
+            ExtraTopic::OtaProgress => self.topics.ota_progress(),
+        };
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, request.payload)
+            .is_err()
+        {
+            let _ = request.done.send(Err(PublishError::Busy));
+            return;
+        }
+        let id = run.next_extra_id;
+        run.next_extra_id += 1;
+        self.window.requested(Tag::Extra(id));
+        run.extra_waiters.insert(id, request.done);
+    }
+
+    fn publish_state(&mut self, run: &mut Run) {
+        run.next_state_at = Instant::now() + self.state_interval;
+        let payload = StatePayload::online(
+            self.version,
+            self.started.elapsed().as_secs(),
+            self.outbox.backlog(),
+        );
+        self.publish_retained_state(run, payload);
+    }
+
+    fn publish_retained_state(&mut self, run: &mut Run, payload: StatePayload) {
+        let Some(client) = run.client.as_ref() else {
+            return;
+        };
+        match client.try_publish(
+            self.topics.state(),
+            QoS::AtLeastOnce,
+            true,
+            payload.to_json(),
+        ) {
+            Ok(()) => {
+                self.window.requested(Tag::State);
+            }
+            Err(e) => warn!("could not queue the MQTT state message: {e}"),
+        }
+    }
+
+    /// Stop taking outbox rows, wait (bounded) for outstanding PUBACKs,
+    /// publish `offline`, disconnect cleanly, stop the driver.
+    async fn shutdown(
+        mut self,
+        run: &mut Run,
+        mut events: mpsc::Receiver<DriverEvent>,
+        driver_stop: CancellationToken,
+        driver: JoinHandle<()>,
+    ) {
+        run.stopping = true;
+        let deadline = Instant::now() + self.shutdown_grace;
+        if run.client.is_some() {
+            info!(
+                inflight = self.window.outbox_outstanding(),
+                "uplink stopping: waiting for outstanding acknowledgements"
+            );
+            self.wait_events(run, &mut events, deadline, |p, run| {
+                run.client.is_none() || p.window.is_idle()
+            })
+            .await;
+            self.flush_marks(run).await;
+        }
+        if run.client.is_some() {
+            let offline = StatePayload::shutdown(
+                self.version,
+                self.started.elapsed().as_secs(),
+                self.outbox.backlog(),
+            );
+            self.publish_retained_state(run, offline);
+            self.wait_events(run, &mut events, deadline, |p, run| {
+                run.client.is_none() || p.window.is_idle()
+            })
+            .await;
+        }
+        if let Some(client) = run.client.clone() {
+            if client.try_disconnect().is_ok() {
+                // A last short wait for the DISCONNECT to be written, even
+                // when the grace period is used up.
+                let until = deadline.max(Instant::now() + Duration::from_millis(500));
+                let mut disconnected = false;
+                while !disconnected {
+                    match tokio::time::timeout_at(until, events.recv()).await {
+                        Ok(Some(DriverEvent::Mqtt(Event::Outgoing(Outgoing::Disconnect)))) => {
+                            disconnected = true
+                        }
+                        Ok(Some(event)) => self.handle(run, event),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        self.flush_marks(run).await;
+        if !run.acked.is_empty() {
+            warn!(
+                count = run.acked.len(),
+                "could not mark some acknowledged messages as published; they will be sent again after restart"
+            );
+        }
+        driver_stop.cancel();
+        // Dropping the receiver unblocks a driver waiting to send.
+        drop(events);
+        if let Err(e) = driver.await {
+            error!("MQTT connection driver ended abnormally: {e}");
+        }
+        for (_, done) in run.extra_waiters.drain() {
+            let _ = done.send(Err(PublishError::Stopped));
+        }
+        run.client = None;
+        run.st.connected = false;
+        run.st.downlinks_subscribed = false;
+        run.st.since_ms = now_ms();
+        run.st.inflight = 0;
+        self.status.send_replace(run.st.clone());
+        info!("uplink stopped");
+    }
+
+    /// Handles events until `done` holds, the deadline passes, or the driver
+    /// goes away.
+    async fn wait_events(
+        &mut self,
+        run: &mut Run,
+        events: &mut mpsc::Receiver<DriverEvent>,
+        deadline: Instant,
+        done: impl Fn(&Self, &Run) -> bool,
+    ) {
+        while !done(self, run) {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => self.handle(run, event),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn parse_device_id(hex_id: &str) -> Option<[u8; 32]> {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(hex_id, &mut id).ok()?;
+    Some(id)
+}
+
+fn now_ms() -> u64 {
+    radio_bridge::link::unix_millis(SystemTime::now())
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of seed-gateway, after installing what the tests need.
+#
+#   bash tests/run.sh
+#
+# 1. Installs the Debian packages the tests use (Mosquitto, Chromium and its
+#    driver, QEMU, RAUC, the image-building tools), only those missing:
+#    `apt-get update` once, then one `apt-get install`.
+# 2. Checks formatting and lints (cargo fmt --check, clippy -D warnings).
+# 3. Builds the release binary (the QEMU image and black-box tests run it).
+# 4. Runs every test of the workspace: unit, property, real-pty, real-UDP,
+#    real-Mosquitto, real-Chromium and real-QEMU tests.
+#
+# Long fuzz and soak runs are not here: see tests/fuzz.sh and docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  mosquitto mosquitto-clients        # MQTT broker the uplink tests talk to
+  chromium chromium-driver           # browser tests of the status page
+  qemu-system-x86 qemu-utils         # boot test of the appliance image
+  busybox-static kmod cpio           # the test image's userland and modules
+  e2fsprogs squashfs-tools dosfstools # its file systems
+  rauc openssl                       # update bundles and test keys
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "run.sh: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "run.sh: formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "run.sh: release build (used by the black-box and QEMU tests)"
+cargo build --release -p seed-gateway
+
+echo "run.sh: tests"
+cargo test --workspace --no-fail-fast
