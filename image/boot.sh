@@ -17,10 +17,10 @@
 #                        in the guest (/dev/virtio-ports/rnode0 -> hvc0) and
 #                        the gateway's RNode link; QEMU listens on this Unix
 #                        socket, connect the simulated RNode to it
-#   --rnode-pty          the same port as a pseudo-terminal on the host instead
-#                        (QEMU prints "char device redirected to /dev/pts/N
-#                        (label rnode0)"), for tools that open serial devices,
-#                        such as seed-gateway simulate --serial
+#   --rnode-serial PATH  the same port wired to a serial device on the host
+#                        instead: a USB RNode, or the pseudo-terminal of an
+#                        emulated one (seed-gateway simulate --serial PATH;
+#                        start it first, QEMU opens PATH when it starts)
 #   --debug-socket PATH  the virtio-serial port named debug0, where the test
 #                        image runs a root shell (no prompt, no echo)
 #   --console-log FILE   guest console to FILE instead of this terminal
@@ -40,7 +40,7 @@ data=
 http_port=8080
 forwards=()
 rnode_socket=
-rnode_pty=no
+rnode_serial=
 debug_socket=
 console_log=
 memory=512
@@ -55,7 +55,7 @@ while [ $# -gt 0 ]; do
 	--http-port) http_port="$2"; shift 2 ;;
 	--forward) forwards+=("$2"); shift 2 ;;
 	--rnode-socket) rnode_socket="$2"; shift 2 ;;
-	--rnode-pty) rnode_pty=yes; shift ;;
+	--rnode-serial) rnode_serial="$2"; shift 2 ;;
 	--debug-socket) debug_socket="$2"; shift 2 ;;
 	--console-log) console_log="$2"; shift 2 ;;
 	--memory) memory="$2"; shift 2 ;;
@@ -103,8 +103,9 @@ args=(
 if [ -n "${rnode_socket}" ]; then
 	args+=(-chardev "socket,id=rnode0,path=${rnode_socket},server=on,wait=off"
 		-device virtconsole,chardev=rnode0,name=rnode0)
-elif [ "${rnode_pty}" = yes ]; then
-	args+=(-chardev pty,id=rnode0 -device virtconsole,chardev=rnode0,name=rnode0)
+elif [ -n "${rnode_serial}" ]; then
+	args+=(-chardev "serial,id=rnode0,path=${rnode_serial}"
+		-device virtconsole,chardev=rnode0,name=rnode0)
 fi
 # shellcheck disable=SC2054
 if [ -n "${debug_socket}" ]; then

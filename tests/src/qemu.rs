@@ -8,9 +8,9 @@
 //!   host port, the RNode link and a debug shell on virtio-serial ports.
 //! - The RNode link is the guest's `/dev/virtio-ports/rnode0`, a tty. On the
 //!   host it is either a Unix socket QEMU listens on ([`RnodeHost::Socket`],
-//!   for a test that speaks KISS itself) or a pseudo-terminal
-//!   ([`RnodeHost::Pty`], for `seed-gateway simulate --serial`, which opens
-//!   serial devices).
+//!   for a test that speaks KISS itself) or a serial device QEMU opens
+//!   ([`RnodeHost::Serial`]): the pseudo-terminal of the RNode emulator of
+//!   `seed-gateway simulate --serial PATH`, which must exist first.
 //! - [`Guest::shell`] runs a command as root inside the guest over the
 //!   `debug0` port. Only the test image has that shell; the product does not.
 //! - [`Guest::power_cut`] kills QEMU with SIGKILL, as pulling the plug: the
@@ -32,9 +32,11 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, Command};
 use tokio::time::{sleep, timeout, Instant};
 
-/// Longest a boot may take to a healthy gateway. Emulated boots take 15-40 s
+/// Longest a boot may take to a status page that answers. Emulated boots take 15-40 s
 /// here; the margin is for a machine busy with parallel builds.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+/// What "the status page answers" is polled on.
+pub const STATUS_PATH: &str = "/api/v1/status";
 /// Longest a debug-shell command may take.
 pub const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -88,12 +90,12 @@ pub fn unused_port() -> u16 {
 }
 
 /// How the host side of the guest's RNode port is presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RnodeHost {
     /// A Unix socket QEMU listens on; see [`Guest::connect_rnode`].
     Socket,
-    /// A pseudo-terminal QEMU allocates; see [`Guest::rnode_pty`].
-    Pty,
+    /// A serial device QEMU opens at power-on (an emulated RNode's pty).
+    Serial(PathBuf),
 }
 
 /// What to boot.
@@ -134,7 +136,6 @@ pub struct Guest {
     qemu: Child,
     work_dir: tempfile::TempDir,
     http_port: u16,
-    rnode_pty: Option<PathBuf>,
     debug: Option<BufReader<UnixStream>>,
     commands: u64,
     powered_on: Instant,
@@ -143,20 +144,21 @@ pub struct Guest {
 /// How long the guest took from power-on to a status page that answers.
 #[derive(Debug, Clone, Copy)]
 pub struct BootTime {
-    /// Host wall clock from starting QEMU to the first 200 from `/healthz`.
+    /// Host wall clock from starting QEMU to the first 200 from
+    /// `/api/v1/status`.
     pub wall: Duration,
     /// Guest uptime read right after that first 200 (emulation makes guest
     /// time run slower than wall time; this is the figure a real board's
     /// boot is comparable with).
     pub guest_uptime: Duration,
-    /// Guest uptime at which the watchdog feeder first saw the gateway
-    /// healthy (`/run/seed/first-healthy-uptime`), when it did.
-    pub first_healthy_uptime: Option<Duration>,
+    /// Guest uptime at which the watchdog feeder first had an answer from
+    /// the gateway (`/run/seed/status-page-uptime`), when it did.
+    pub feeder_uptime: Option<Duration>,
 }
 
 impl Guest {
     /// Powers on the test image (building it first if needed). Returns once
-    /// QEMU runs; the guest is still booting (see [`Guest::wait_healthy`]).
+    /// QEMU runs; the guest is still booting (see [`Guest::wait_status_page`]).
     pub async fn boot(options: &GuestOptions) -> Guest {
         let image = ensure_image();
         let work_dir = tempfile::Builder::new()
@@ -180,14 +182,14 @@ impl Guest {
             .arg(work_dir.path().join("console.log"))
             .arg("--memory")
             .arg(options.memory_mb.to_string());
-        match options.rnode {
+        match &options.rnode {
             RnodeHost::Socket => {
                 command
                     .arg("--rnode-socket")
                     .arg(work_dir.path().join("rnode0.sock"));
             }
-            RnodeHost::Pty => {
-                command.arg("--rnode-pty");
+            RnodeHost::Serial(path) => {
+                command.arg("--rnode-serial").arg(path);
             }
         }
         command
@@ -198,28 +200,8 @@ impl Guest {
         let mut qemu = command.spawn().expect("run image/boot.sh");
         let powered_on = Instant::now();
 
-        // QEMU names the pseudo-terminal it allocated on its standard output
-        // ("char device redirected to /dev/pts/N (label rnode0)").
-        let mut rnode_pty = None;
         let stdout = qemu.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        if options.rnode == RnodeHost::Pty {
-            let found = timeout(Duration::from_secs(30), async {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(path) = pty_path(&line, "rnode0") {
-                        return Some(path);
-                    }
-                }
-                None
-            })
-            .await;
-            rnode_pty = Some(
-                found
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| panic!("QEMU did not report the rnode0 pty")),
-            );
-        }
         // Keep draining QEMU's output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let stderr = qemu.stderr.take().expect("piped stderr");
@@ -235,7 +217,6 @@ impl Guest {
             qemu,
             work_dir,
             http_port,
-            rnode_pty,
             debug: None,
             commands: 0,
             powered_on,
@@ -275,14 +256,6 @@ impl Guest {
             .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()))
     }
 
-    /// The host end of the RNode port, with [`RnodeHost::Pty`]: a serial
-    /// device path for `seed-gateway simulate --serial`.
-    pub fn rnode_pty(&self) -> &Path {
-        self.rnode_pty
-            .as_deref()
-            .expect("guest booted with RnodeHost::Pty")
-    }
-
     /// `GET path` on the guest's status page server; `None` when nothing
     /// answers yet (QEMU accepts the host connection and closes it while the
     /// guest's port is closed).
@@ -290,22 +263,24 @@ impl Guest {
         http_get(self.http_port, path).await
     }
 
-    /// Waits until `/healthz` answers 200, and measures how long that took.
-    pub async fn wait_healthy(&mut self) -> BootTime {
+    /// Waits until the status page's API (`/api/v1/status`) answers 200 --
+    /// the gateway runs and serves, whatever its radios are doing -- and
+    /// measures how long that took from power-on.
+    pub async fn wait_status_page(&mut self) -> BootTime {
         let deadline = self.powered_on + BOOT_TIMEOUT;
         loop {
-            if let Some((200, _)) = self.http_get("/healthz").await {
+            if let Some((200, _)) = self.http_get(STATUS_PATH).await {
                 break;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "no 200 from /healthz within {BOOT_TIMEOUT:?} of power-on\n{}",
+                    "no 200 from {STATUS_PATH} within {BOOT_TIMEOUT:?} of power-on\n{}",
                     self.diagnostics()
                 );
             }
             if let Ok(Some(status)) = self.qemu.try_wait() {
                 panic!(
-                    "QEMU exited ({status}) before the gateway was healthy\n{}",
+                    "QEMU exited ({status}) before the status page answered\n{}",
                     self.diagnostics()
                 );
             }
@@ -314,9 +289,9 @@ impl Guest {
         let wall = self.powered_on.elapsed();
         let guest_uptime = self.uptime().await;
         let first = self
-            .shell("cat /run/seed/first-healthy-uptime 2>/dev/null")
+            .shell("cat /run/seed/status-page-uptime 2>/dev/null")
             .await;
-        let first_healthy_uptime = first
+        let feeder_uptime = first
             .output
             .trim()
             .parse::<f64>()
@@ -325,20 +300,22 @@ impl Guest {
         BootTime {
             wall,
             guest_uptime,
-            first_healthy_uptime,
+            feeder_uptime,
         }
     }
 
-    /// Waits until `/healthz` answers 200 again (after a restart), bounded.
-    pub async fn wait_healthy_within(&self, limit: Duration) -> Duration {
+    /// Waits until `path` answers 200 (the status page after a restart,
+    /// `/healthz` once the radio is up), bounded; returns how long it took.
+    pub async fn wait_for_200(&self, path: &str, limit: Duration) -> Duration {
         let started = Instant::now();
         loop {
-            if let Some((200, _)) = self.http_get("/healthz").await {
+            if let Some((200, _)) = self.http_get(path).await {
                 return started.elapsed();
             }
             if started.elapsed() >= limit {
+                let last = self.http_get(path).await;
                 panic!(
-                    "no 200 from /healthz within {limit:?}\n{}",
+                    "no 200 from {path} within {limit:?} (last answer: {last:?})\n{}",
                     self.diagnostics()
                 );
             }
@@ -445,13 +422,6 @@ impl Guest {
     }
 }
 
-/// Parses QEMU's "char device redirected to /dev/pts/N (label LABEL)".
-fn pty_path(line: &str, label: &str) -> Option<PathBuf> {
-    let rest = line.split("redirected to ").nth(1)?;
-    let (path, tail) = rest.split_once(' ')?;
-    (tail.trim() == format!("(label {label})")).then(|| PathBuf::from(path))
-}
-
 /// A one-shot HTTP/1.0 GET on 127.0.0.1:port; `None` when the connection
 /// fails or closes without a status line.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -499,28 +469,4 @@ pub fn data_disk_with(path: &Path, files: &[(&str, &str)]) {
         "mkfs.ext4 -d failed for {}",
         path.display()
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pty_path_is_read_from_qemu_output() {
-        assert_eq!(
-            pty_path(
-                "char device redirected to /dev/pts/7 (label rnode0)",
-                "rnode0"
-            ),
-            Some(PathBuf::from("/dev/pts/7"))
-        );
-        assert_eq!(
-            pty_path(
-                "char device redirected to /dev/pts/7 (label other)",
-                "rnode0"
-            ),
-            None
-        );
-        assert_eq!(pty_path("VNC server running on ::1:5900", "rnode0"), None);
-    }
 }
