@@ -57,8 +57,10 @@ for tool in busybox mke2fs e2fsck resize2fs sfdisk partx genimage cpio gzip depm
 	command -v "${tool}" >/dev/null ||
 		die "missing tool '${tool}' (Debian: busybox-static kmod e2fsprogs fdisk util-linux genimage cpio hostapd dnsmasq-base iw wpasupplicant iptables)"
 done
-file -L "${busybox}" 2>/dev/null | grep -q 'statically linked' ||
+# ldd fails on a static binary; the image has no libraries for busybox.
+if ldd "${busybox}" >/dev/null 2>&1; then
 	die "${busybox} is not statically linked (install busybox-static)"
+fi
 
 mkdir -p "${out}" "${cache}"
 exec 9>"${out}/.lock"
@@ -86,8 +88,10 @@ if [ ! -f "${kernel_dir}/.unpacked" ]; then
 fi
 
 # --- the gateway binary --------------------------------------------------------
+# Sources of the binary: every crate but the black-box tests.
 sources_newer() {
-	[ -n "$(find "${repo}" \( -path "${repo}/target" -o -path "${out}" -o -path "${repo}/.git" \) -prune -o \
+	[ -n "$(find "${repo}" \( -path "${repo}/target" -o -path "${repo}/.git" -o -path "${repo}/tests" \
+		-o -path "${repo}/image" -o -path "${repo}/buildroot" -o -path "${repo}/dist" \) -prune -o \
 		\( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -newer "${gateway_bin}" -print -quit)" ]
 }
 if [ -z "${SEED_GATEWAY_BIN:-}" ] && { [ ! -x "${gateway_bin}" ] || sources_newer; }; then
