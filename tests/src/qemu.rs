@@ -107,6 +107,8 @@ pub struct GuestOptions {
     pub rnode: RnodeHost,
     /// Guest RAM; 512 MiB is the Raspberry Pi Zero 2 W.
     pub memory_mb: u32,
+    /// Appended to the kernel command line (e.g. `seed.data=/dev/vdb1`).
+    pub kernel_append: String,
 }
 
 impl GuestOptions {
@@ -115,7 +117,13 @@ impl GuestOptions {
             data_disk: data_disk.into(),
             rnode: RnodeHost::Socket,
             memory_mb: 512,
+            kernel_append: String::new(),
         }
+    }
+
+    pub fn kernel_append(mut self, args: &str) -> GuestOptions {
+        self.kernel_append = args.to_string();
+        self
     }
 
     pub fn rnode(mut self, rnode: RnodeHost) -> GuestOptions {
@@ -181,7 +189,9 @@ impl Guest {
             .arg("--console-log")
             .arg(work_dir.path().join("console.log"))
             .arg("--memory")
-            .arg(options.memory_mb.to_string());
+            .arg(options.memory_mb.to_string())
+            .arg("--append")
+            .arg(&options.kernel_append);
         match &options.rnode {
             RnodeHost::Socket => {
                 command

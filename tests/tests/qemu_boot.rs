@@ -100,6 +100,16 @@ async fn first_boot_formats_data_serves_status_page_and_restarts_a_killed_gatewa
         "system log or gateway data dir missing on /data"
     );
 
+    // The hardware watchdog (QEMU's i6300esb) is armed, fed while the
+    // gateway answers.
+    let log = guest
+        .shell_ok("grep seed-watchdog /data/log/messages")
+        .await;
+    assert!(
+        log.contains("feeding /dev/watchdog"),
+        "the watchdog feeder did not arm /dev/watchdog:\n{log}"
+    );
+
     // The RNode port is a tty in the guest, as a USB RNode would be.
     guest
         .shell_ok("test -c /dev/virtio-ports/rnode0 && stty -F /dev/virtio-ports/rnode0 raw -echo")
@@ -466,5 +476,68 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
     let lost: Vec<&String> = acked.difference(&published).collect();
     assert!(lost.is_empty(), "acked but never published: {lost:?}");
 
+    guest.poweroff().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk() {
+    // As on a freshly flashed SD card: the image's data partition is small
+    // and blank, the card behind it much larger.
+    const DISK_SECTORS: u64 = 256 * 2048;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.img");
+    std::fs::File::create(&data)
+        .and_then(|f| f.set_len(DISK_SECTORS * 512))
+        .expect("create the data disk");
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run sfdisk (fdisk package)");
+    {
+        use std::io::Write;
+        let mut stdin = sfdisk.stdin.take().unwrap();
+        stdin
+            .write_all(b"label: dos\nstart=2048, size=65536, type=83\n")
+            .unwrap();
+    }
+    assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
+
+    let options = GuestOptions::new(&data).kernel_append("seed.data=/dev/vdb1");
+    let mut guest = Guest::boot(&options).await;
+    let boot = guest.wait_status_page().await;
+    report("first boot growing a partition", &boot);
+
+    let size: u64 = guest
+        .shell_ok("cat /sys/class/block/vdb1/size")
+        .await
+        .trim()
+        .parse()
+        .expect("partition size in sectors");
+    assert_eq!(
+        size,
+        DISK_SECTORS - 2048,
+        "vdb1 was not grown to the disk's end"
+    );
+    let mounts = guest.shell_ok("cat /proc/mounts").await;
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.starts_with("/dev/vdb1 /data ext4 rw,")),
+        "/data is not the grown partition:\n{mounts}"
+    );
+    // The filesystem fills the partition (df counts 1 KiB blocks; ext4's own
+    // metadata takes a few percent).
+    let blocks: u64 = guest
+        .shell_ok("df -k /data | tail -n 1 | awk '{print $2}'")
+        .await
+        .trim()
+        .parse()
+        .expect("df size");
+    assert!(blocks > 230 * 1024, "/data is only {blocks} KiB");
+    let log = guest.shell_ok("cat /data/log/seed-data.log").await;
+    assert!(log.contains("growing /dev/vdb1"), "{log}");
+    assert!(log.contains("is blank: formatting it ext4"), "{log}");
     guest.poweroff().await;
 }

@@ -13,3 +13,6 @@ mkdir -p "${TARGET_DIR}/data"
 # seed-wifi starts dnsmasq for the access point with a generated
 # configuration; the package's own init script would start a second one.
 rm -f "${TARGET_DIR}/etc/init.d/S80dnsmasq"
+
+# No daemon without a job: nothing on the appliance uses cron.
+rm -f "${TARGET_DIR}/etc/init.d/S50crond"
