@@ -67,6 +67,16 @@ impl GatewaySection {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("gateway.key"))
     }
+
+    /// Where `seed-gateway set-admin-password` puts the admin password's hash.
+    pub fn admin_hash_path(&self) -> PathBuf {
+        admin_hash_path(&self.data_dir)
+    }
+}
+
+/// The admin password's hash file inside a data directory.
+pub fn admin_hash_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.hash")
 }
 
 fn default_data_dir() -> PathBuf {

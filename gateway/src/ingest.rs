@@ -14,7 +14,7 @@ use std::time::Instant;
 use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
 use radio_bridge::frame::{Frame, FrameError, Message};
-use radio_bridge::link::{LinkEvent, RxFrame, RxMeta};
+use radio_bridge::link::{LinkEvent, RxMeta};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -86,12 +86,12 @@ impl Ingest {
     }
 
     async fn process(&mut self, events: Vec<LinkEvent>) {
-        let mut pending = Vec::new();
+        let mut heard: Vec<(Vec<u8>, RxMeta)> = Vec::new();
         for event in events {
             match event {
                 LinkEvent::Received(rx) => {
-                    if let Some(p) = self.receive(rx) {
-                        pending.push(p);
+                    if let Some(bytes) = self.unfragment(rx.bytes, &rx.meta) {
+                        heard.push((bytes, rx.meta));
                     }
                 }
                 LinkEvent::State { link, state } => self.state.set_link_state(&link, state),
@@ -103,44 +103,52 @@ impl Ingest {
             }
         }
         self.reassembler.expire(Instant::now());
+        // One batch verification for everything heard since the last commit:
+        // about twice as fast per frame as verifying one by one.
+        let packets: Vec<&[u8]> = heard.iter().map(|(b, _)| b.as_slice()).collect();
+        let decoded = Frame::decode_batch(&packets);
+        let mut pending = Vec::new();
+        for ((_, meta), result) in heard.iter().zip(decoded) {
+            match result {
+                Ok(frame) => {
+                    if let Some(p) = self.admit(frame, meta) {
+                        pending.push(p);
+                    }
+                }
+                Err(e) => self.rejected(&e, meta),
+            }
+        }
         if !pending.is_empty() {
             self.commit(pending).await;
         }
     }
 
-    /// Turns one received packet into a verified frame, or counts why not.
-    fn receive(&mut self, rx: RxFrame) -> Option<(Pending, RxMeta)> {
-        self.state.heard_on_link(
-            &rx.meta.link,
-            rx.meta.rssi,
-            rx.meta.snr,
-            rx.meta.received_at_ms,
-        );
-        let bytes = if fragment::is_fragment(&rx.bytes) {
-            match self.reassembler.push(&rx.bytes, Instant::now()) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::debug!(link = %rx.meta.link, "fragment dropped: {e}");
-                    return None;
-                }
-            }
-        } else {
-            rx.bytes
-        };
-        let frame = match Frame::decode(&bytes) {
+    /// The whole frame a packet carries: itself, or (for a fragment) the
+    /// reassembled frame once its last fragment arrives.
+    fn unfragment(&mut self, bytes: Vec<u8>, meta: &RxMeta) -> Option<Vec<u8>> {
+        self.state
+            .heard_on_link(&meta.link, meta.rssi, meta.snr, meta.received_at_ms);
+        if !fragment::is_fragment(&bytes) {
+            return Some(bytes);
+        }
+        match self.reassembler.push(&bytes, Instant::now()) {
             Ok(frame) => frame,
             Err(e) => {
-                self.rejected(&e, &rx.meta);
-                return None;
+                tracing::debug!(link = %meta.link, "fragment dropped: {e}");
+                None
             }
-        };
+        }
+    }
+
+    /// Applies a verified frame to the neighbor table; `None` when it is a
+    /// replayed heartbeat.
+    fn admit(&mut self, frame: Frame, meta: &RxMeta) -> Option<(Pending, RxMeta)> {
         let device_id = frame.envelope.device_id;
         if let Message::Heartbeat(hb) = &frame.envelope.message {
             let verdict =
                 self.state
                     .neighbors()
-                    .heartbeat(device_id, frame.envelope.version, hb, &rx.meta);
+                    .heartbeat(device_id, frame.envelope.version, hb, meta);
             if let HeartbeatVerdict::Replayed { last, got } = verdict {
                 // An identical retransmission is a duplicate, not a replay:
                 // the store tells them apart by message id.
@@ -154,14 +162,14 @@ impl Ingest {
                 }
             }
         } else {
-            self.state.neighbors().heard(&device_id, &rx.meta);
+            self.state.neighbors().heard(&device_id, meta);
         }
         Some((
             Pending {
                 frame,
-                link: rx.meta.link.clone(),
+                link: meta.link.clone(),
             },
-            rx.meta,
+            meta.clone(),
         ))
     }
 

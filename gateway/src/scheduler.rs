@@ -10,9 +10,13 @@
 //! busy for the frame's airtime after each send.
 //!
 //! Acks are batched: ids arriving within [`ACK_BATCH_WINDOW`] share a frame,
-//! up to [`ACKS_PER_FRAME`] ids, so one downlink covers many messages.
+//! up to [`ACKS_PER_FRAME`] ids, so one downlink covers many messages. An id
+//! whose ack frame is already queued is not queued again when the device
+//! repeats its message: devices retransmit while their ack waits for
+//! airtime, and re-acking every repeat would grow the queue faster than the
+//! link drains it (each repeat adding airtime that delays the next ack).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,6 +116,17 @@ struct Queued {
     bytes: Vec<u8>,
     tag: u64,
     deferred: bool,
+    /// The ids an ack frame carries (empty for other frames).
+    acked: Vec<MsgId>,
+}
+
+/// Ack ids waiting to go on air for one link. Ids become frames only when
+/// the link is free to send one, so under a flood the batch keeps growing
+/// instead of turning into thousands of pre-signed frames.
+struct PendingAcks {
+    since: Instant,
+    ids: VecDeque<MsgId>,
+    seen: HashSet<MsgId>,
 }
 
 /// The scheduler task's state.
@@ -119,10 +134,12 @@ pub struct Scheduler {
     identity: Identity,
     links: HashMap<String, TxLink>,
     ledger: DutyCycleLedger,
-    /// Acks waiting for their batch window, per link.
-    acks: BTreeMap<String, (Instant, Vec<MsgId>)>,
+    /// Acks waiting for their batch window or for the link, per link.
+    acks: BTreeMap<String, PendingAcks>,
     queue: VecDeque<Queued>,
     busy_until: HashMap<String, Instant>,
+    /// (link, id) of every ack waiting in `queue`, not yet on air.
+    acks_queued: HashSet<(String, MsgId)>,
     stats: Arc<Mutex<SchedulerStats>>,
     reports: Option<mpsc::UnboundedSender<TxReport>>,
     next_id: u64,
@@ -147,6 +164,7 @@ impl Scheduler {
             acks: BTreeMap::new(),
             queue: VecDeque::new(),
             busy_until: HashMap::new(),
+            acks_queued: HashSet::new(),
             stats: stats.clone(),
             reports: None,
             next_id: 1,
@@ -195,9 +213,17 @@ impl Scheduler {
     fn accept(&mut self, request: TxRequest, now: Instant) {
         match request {
             TxRequest::Ack { link, msg_id } => {
-                let entry = self.acks.entry(link).or_insert_with(|| (now, Vec::new()));
-                if !entry.1.contains(&msg_id) {
-                    entry.1.push(msg_id);
+                if self.acks_queued.contains(&(link.clone(), msg_id)) {
+                    // Its ack is already waiting for airtime.
+                    return;
+                }
+                let entry = self.acks.entry(link).or_insert_with(|| PendingAcks {
+                    since: now,
+                    ids: VecDeque::new(),
+                    seen: HashSet::new(),
+                });
+                if entry.seen.insert(msg_id) {
+                    entry.ids.push_back(msg_id);
                 }
             }
             TxRequest::Frame {
@@ -211,13 +237,23 @@ impl Scheduler {
                     None => self.links.keys().cloned().collect(),
                 };
                 for link in targets {
-                    self.enqueue(priority, link, bytes.clone(), tag);
+                    self.enqueue(priority, link, bytes.clone(), tag, Vec::new());
                 }
             }
         }
     }
 
-    fn enqueue(&mut self, priority: Priority, link: String, bytes: Vec<u8>, tag: u64) {
+    fn enqueue(
+        &mut self,
+        priority: Priority,
+        link: String,
+        bytes: Vec<u8>,
+        tag: u64,
+        acked: Vec<MsgId>,
+    ) {
+        for id in &acked {
+            self.acks_queued.insert((link.clone(), *id));
+        }
         // Stable: equal priorities keep arrival order.
         let pos = self
             .queue
@@ -232,37 +268,60 @@ impl Scheduler {
                 bytes,
                 tag,
                 deferred: false,
+                acked,
             },
         );
     }
 
-    /// Turns ripe ack batches into signed ack frames at ack priority.
+    /// Takes entry `i` off the queue; its acks are no longer waiting.
+    fn dequeue(&mut self, i: usize) -> Option<Queued> {
+        let q = self.queue.remove(i)?;
+        for id in &q.acked {
+            self.acks_queued.remove(&(q.link.clone(), *id));
+        }
+        Some(q)
+    }
+
+    /// Turns ripe ack batches into signed ack frames at ack priority: at
+    /// most one frame per link, and only when that link is free and has no
+    /// ack frame queued already.
     fn flush_acks(&mut self, now: Instant) {
         let ripe: Vec<String> = self
             .acks
             .iter()
-            .filter(|(_, (first, ids))| {
-                ids.len() >= ACKS_PER_FRAME || now >= *first + ACK_BATCH_WINDOW
-            })
+            .filter(|(_, p)| p.ids.len() >= ACKS_PER_FRAME || now >= p.since + ACK_BATCH_WINDOW)
             .map(|(link, _)| link.clone())
+            .filter(|link| self.busy_until.get(link).is_none_or(|t| *t <= now))
+            .filter(|link| {
+                !self
+                    .queue
+                    .iter()
+                    .any(|q| q.priority == Priority::Ack && &q.link == link)
+            })
             .collect();
         for link in ripe {
-            let Some((_, ids)) = self.acks.remove(&link) else {
+            let Some(pending) = self.acks.get_mut(&link) else {
                 continue;
             };
-            for chunk in ids.chunks(ACKS_PER_FRAME) {
-                let envelope = Envelope {
-                    version: ProtocolVersion::CURRENT,
-                    device_id: self.identity.device_id(),
-                    to: None,
-                    seq: None,
-                    message: Message::Ack(Ack {
-                        acked: chunk.to_vec(),
-                    }),
-                };
-                if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
-                    self.enqueue(Priority::Ack, link.clone(), frame.bytes, 0);
-                }
+            let take = pending.ids.len().min(ACKS_PER_FRAME);
+            let chunk: Vec<MsgId> = pending.ids.drain(..take).collect();
+            for id in &chunk {
+                pending.seen.remove(id);
+            }
+            if pending.ids.is_empty() {
+                self.acks.remove(&link);
+            }
+            let envelope = Envelope {
+                version: ProtocolVersion::CURRENT,
+                device_id: self.identity.device_id(),
+                to: None,
+                seq: None,
+                message: Message::Ack(Ack {
+                    acked: chunk.clone(),
+                }),
+            };
+            if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
+                self.enqueue(Priority::Ack, link, frame.bytes, 0, chunk);
             }
         }
     }
@@ -275,7 +334,7 @@ impl Scheduler {
         while i < self.queue.len() {
             let q = &self.queue[i];
             let Some(link) = self.links.get(&q.link).cloned() else {
-                self.queue.remove(i);
+                self.dequeue(i);
                 continue;
             };
             if self.busy_until.get(&link.name).is_some_and(|t| *t > now) {
@@ -301,13 +360,13 @@ impl Scheduler {
                 }
                 Err(impossible) => {
                     tracing::warn!(link = %link.name, "cannot transmit: {impossible}");
-                    let q = self.queue.remove(i).expect("index checked");
+                    let q = self.dequeue(i).expect("index checked");
                     self.bump(|s| s.impossible_total += 1);
                     self.report(q.tag, &link.name, false);
                     continue;
                 }
             }
-            let q = self.queue.remove(i).expect("index checked");
+            let q = self.dequeue(i).expect("index checked");
             self.ledger
                 .record(link.params.freq_hz, airtime, now.into_std());
             self.busy_until.insert(link.name.clone(), now + airtime);
@@ -360,10 +419,13 @@ impl Scheduler {
     /// When something may become sendable: a batch window closing, or a
     /// link becoming free (after a transmission or when its band has room).
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let acks = self
-            .acks
-            .values()
-            .map(|(first, _)| *first + ACK_BATCH_WINDOW);
+        let acks = self.acks.iter().map(|(link, p)| {
+            let window = p.since + ACK_BATCH_WINDOW;
+            match self.busy_until.get(link) {
+                Some(free) if *free > window => *free,
+                _ => window.max(now),
+            }
+        });
         let links = self.busy_until.values().copied().filter(|t| *t > now);
         acks.chain(links).min()
     }
@@ -490,6 +552,43 @@ mod tests {
             "{sent} frames of {per_frame:?} exceed {budget:?}"
         );
         assert!(handle.stats().deferred_total > 0);
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeats_of_a_message_whose_ack_waits_are_not_acked_twice() {
+        let (l, mut rx) = link("r0", 869_525_000);
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Unrestricted);
+        let stop = CancellationToken::new();
+        tokio::spawn(s.run(requests, stop.clone()));
+        let ack = |i: u8| {
+            handle.submit(TxRequest::Ack {
+                link: "r0".into(),
+                msg_id: [i; 16],
+            })
+        };
+        // A full batch goes on air at once and keeps the link busy...
+        (0..8).for_each(ack);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(acked_ids(&first).len(), 8);
+        // ...so the next batch waits, while its devices repeat themselves.
+        (8..16).for_each(ack);
+        for _ in 0..5 {
+            tokio::time::sleep(ACK_BATCH_WINDOW * 2).await;
+            (8..16).for_each(ack);
+        }
+        let second = rx.recv().await.unwrap();
+        assert_eq!(
+            acked_ids(&second),
+            (8..16).map(|i| [i; 16]).collect::<Vec<_>>()
+        );
+        let more = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+        assert!(more.is_err(), "repeats were acked again: {more:?}");
+        // Once its ack went out, a repeat means the device missed it: ack again.
+        ack(8);
+        let third = rx.recv().await.unwrap();
+        assert_eq!(acked_ids(&third), vec![[8; 16]]);
         stop.cancel();
     }
 }

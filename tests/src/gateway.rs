@@ -68,6 +68,13 @@ pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
     )
 }
 
+/// Radio settings with the shortest airtime (SF5, 500 kHz) for a `[[link]]`:
+/// a full ack frame (8 ids) then takes about 30 ms on air instead of about
+/// 1.2 s at the default SF9/125 kHz. The gateway models airtime for real, so
+/// at the default its acks (under 7 ids a second) would throttle tests that
+/// push hundreds of messages through the simulator at a raised `--speed`.
+pub const FAST_RADIO: &str = "spreading_factor = 5\nbandwidth_hz = 500000\n";
+
 /// A gateway config for tests: one GWMP link on a free UDP port, the status
 /// page on a free TCP port, everything else at its default.
 #[derive(Debug, Clone)]
@@ -75,7 +82,11 @@ pub struct TestConfig {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
     pub gwmp: SocketAddr,
+    /// Extra lines inside the GWMP `[[link]]` (e.g. [`FAST_RADIO`]).
+    pub link_extra: String,
     pub mqtt_url: Option<String>,
+    /// Extra lines inside `[mqtt]` (e.g. `username = "gw"`), when `mqtt_url` is set.
+    pub mqtt_extra: String,
     /// Extra TOML appended verbatim (e.g. `[storage]\nquota_mb = 1`).
     pub extra: String,
 }
@@ -86,21 +97,25 @@ impl TestConfig {
             data_dir: data_dir.to_path_buf(),
             http: SocketAddr::from(([127, 0, 0, 1], unused_port())),
             gwmp: SocketAddr::from(([127, 0, 0, 1], unused_udp_port())),
+            link_extra: String::new(),
             mqtt_url: None,
+            mqtt_extra: String::new(),
             extra: String::new(),
         }
     }
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[gateway]\ndata_dir = {:?}\nlog_level = \"info\"\n\n[http]\nbind = \"{}\"\n\n[region]\nname = \"unrestricted\"\n\n[[link]]\nname = \"gwmp0\"\ntype = \"gwmp\"\nbind = \"{}\"\n\n",
+            "[gateway]\ndata_dir = {:?}\nlog_level = \"info\"\n\n[http]\nbind = \"{}\"\n\n[region]\nname = \"unrestricted\"\n\n[[link]]\nname = \"gwmp0\"\ntype = \"gwmp\"\nbind = \"{}\"\n{}\n",
             self.data_dir.join("data"),
             self.http,
-            self.gwmp
+            self.gwmp,
+            self.link_extra
         );
         if let Some(url) = &self.mqtt_url {
             t.push_str(&format!(
-                "[mqtt]\nurl = \"{url}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 1000\n\n"
+                "[mqtt]\nurl = \"{url}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 1000\n{}\n",
+                self.mqtt_extra
             ));
         }
         t.push_str(&self.extra);
@@ -194,6 +209,11 @@ impl GatewayProcess {
             .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log()));
         serde_json::from_str(&body.1)
             .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", body.1))
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit. Returns whether it exited 0.

@@ -1,5 +1,9 @@
 //! seed-e2e: black-box test harnesses built from real parts.
 //!
+//! - [`browser`]: a real headless Chromium (chromedriver + fantoccini) with
+//!   a phone-sized window, for the status page.
+//! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
+//!   says (gateway id, status page, simulated concentrator's GWMP port).
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
@@ -8,9 +12,14 @@
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
 //! - [`qemu`]: the appliance test image booted in QEMU (status page port
 //!   forward, RNode port, debug shell, power cut).
+//! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
+//!   emulated packet forwarder or RNode) as a child process, and its summary.
 
+pub mod browser;
+pub mod demo;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
 pub mod qemu;
+pub mod simulate;

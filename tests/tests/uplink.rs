@@ -632,7 +632,15 @@ async fn unmarked_messages_are_sent_again_after_a_restart() {
     let got = watcher.wait_for(50, WAIT).await;
     assert_eq!(unique_ids(&got), ids);
     assert_eq!(outbox.unpublished(), 50, "unmarked rows stay");
-    assert!(outbox.mark_calls() >= 1, "marking was attempted");
+    // Marks are batched after the PUBACKs: wait (bounded) for the attempt.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while outbox.mark_calls() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "marking was never attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // With nothing marked, the window is still free again: no re-send of
     // acknowledged rows on the same connection.
     assert_eq!(status.borrow().republished_total, 0);
@@ -666,6 +674,31 @@ async fn one_off_publish_without_broker_fails_cleanly() {
         uplink.publish(ExtraTopic::Receipt, b"r".to_vec()).await,
         Err(PublishError::NotConnected)
     );
+    shutdown.cancel();
+    uplink.finished().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_rows_are_published_with_their_frame_and_counted() {
+    init_logs();
+    let gw = "gwdamaged";
+    let broker = Mosquitto::start(MosquittoOptions::new()).await;
+    let mut watcher = Subscriber::connect(broker.observer_port(), &up_filter(gw)).await;
+    let outbox = MemoryOutbox::new();
+    let mut entry = seed_e2e::memory_outbox::test_entry(1, 1);
+    entry.message_json = "{broken".into();
+    entry.message_type = "Bad/Type".into();
+    outbox.push(entry);
+    let shutdown = CancellationToken::new();
+    let (uplink, _incoming) =
+        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    outbox.wait_drained(WAIT).await;
+    let got = watcher.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(got.topic, format!("seed/v1/gw/{gw}/up/unknown"));
+    let v = json(&got);
+    assert_eq!(v["message"], Value::Null);
+    assert!(v["frame"].as_str().is_some_and(|f| !f.is_empty()));
+    assert_eq!(uplink.status().borrow().damaged_total, 1);
     shutdown.cancel();
     uplink.finished().await;
 }

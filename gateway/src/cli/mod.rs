@@ -1,6 +1,7 @@
 //! The subcommands of the `seed-gateway` binary. Each file is one concern;
 //! this one only parses arguments and dispatches, so `main.rs` stays a page.
 
+mod admin;
 mod codec;
 mod demo;
 mod run;
@@ -65,6 +66,9 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Simulated Seed devices behind a simulated RNode (serial) or packet forwarder (UDP).
     Simulate(simulate::SimulateArgs),
+    /// Set the password of the admin pages (read from stdin, one line); only
+    /// its hash is stored, in DATA_DIR/admin.hash.
+    SetAdminPassword(admin::SetAdminPasswordArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Keygen { out } => codec::keygen(&out),
         Command::CheckConfig { file } => check_config(&file),
         Command::Simulate(args) => simulate::simulate(args),
+        Command::SetAdminPassword(args) => admin::set_admin_password(args),
     }
 }
 

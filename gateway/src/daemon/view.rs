@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use radio_bridge::duty_cycle::Band;
 use radio_bridge::link::{unix_millis, LinkState as RadioLinkState};
 use tokio::sync::{broadcast, watch};
 use web_ui::{
@@ -162,6 +163,25 @@ fn event_view(e: &Event) -> EventView {
     }
 }
 
+/// A sub-band as the page names it: by its frequencies, which a technician
+/// can match with the radio's settings (the ETSI letter means nothing to a
+/// kiosk keeper).
+fn band_name(band: Band) -> String {
+    let (low, high) = band.freq_range_hz();
+    format!("{}–{} MHz", mhz(low), mhz(high))
+}
+
+/// "869.4", "869.65", "863.0".
+fn mhz(hz: u32) -> String {
+    let text = format!("{:.3}", f64::from(hz) / 1e6);
+    let trimmed = text.trim_end_matches('0');
+    if trimmed.ends_with('.') {
+        format!("{trimmed}0")
+    } else {
+        trimmed.to_string()
+    }
+}
+
 fn quota_view(q: store::QuotaState) -> QuotaState {
     match q {
         store::QuotaState::Ok => QuotaState::Ok,
@@ -181,9 +201,12 @@ impl GatewayView for GatewayViewImpl {
             .stats()
             .duty_cycle
             .map(|d| {
+                // Only bands the gateway transmitted in: it sends on one or
+                // two channels, and six "0 % used" lines would only bury them.
                 d.bands
                     .iter()
-                    .map(|b| BandView::new(format!("{:?}", b.band), b.used_ms, b.budget_ms, 3600))
+                    .filter(|b| b.used_ms > 0)
+                    .map(|b| BandView::new(band_name(b.band), b.used_ms, b.budget_ms, 3600))
                     .collect()
             })
             .unwrap_or_default();
@@ -277,7 +300,7 @@ impl GatewayView for GatewayViewImpl {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        out.sort_by_key(|n| std::cmp::Reverse(n.last_seen_ms));
         out
     }
 
@@ -316,7 +339,7 @@ impl GatewayView for GatewayViewImpl {
 
     fn admin_password_hash(&self) -> Option<String> {
         self.config.http.admin_password_hash.clone().or_else(|| {
-            std::fs::read_to_string(self.config.gateway.data_dir.join("admin.hash"))
+            std::fs::read_to_string(self.config.gateway.admin_hash_path())
                 .ok()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
@@ -377,4 +400,16 @@ fn redacted_config(config: &Config) -> String {
         c.http.admin_password_hash = Some("(removed)".into());
     }
     format!("{c:#?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_are_named_by_their_frequencies() {
+        assert_eq!(band_name(Band::P), "869.4–869.65 MHz");
+        assert_eq!(band_name(Band::K), "863.0–865.0 MHz");
+        assert_eq!(band_name(Band::M), "868.0–868.6 MHz");
+    }
 }

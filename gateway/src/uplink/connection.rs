@@ -20,8 +20,8 @@
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Outgoing,
-    Packet, QoS, StateError, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, NetworkOptions,
+    Outgoing, Packet, QoS, StateError, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,9 @@ use super::tls;
 /// rumqttc's own in-flight limit never stops it from reading its request
 /// channel (which also carries downlink acks).
 pub(crate) const EXTRA_INFLIGHT_SLOTS: u16 = 16;
+
+/// TCP connect + TLS handshake + CONNACK must complete within this.
+const CONNECT_TIMEOUT_SECS: u64 = 10;
 
 /// Incoming and outgoing packets larger than this are refused by rumqttc.
 const MAX_PACKET_BYTES: usize = 256 * 1024;
@@ -161,7 +164,7 @@ impl ConnectionSettings {
                 format!("TLS handshake with MQTT broker {broker} failed: {detail}{hint}")
             }
             ConnectionError::NetworkTimeout => {
-                format!("no answer from MQTT broker {broker} (connect timed out)")
+                format!("no answer from MQTT broker {broker} within {CONNECT_TIMEOUT_SECS} s")
             }
             ConnectionError::FlushTimeout => {
                 format!("MQTT broker {broker} stopped reading (write timed out)")
@@ -272,6 +275,11 @@ pub(crate) async fn drive(
             Ok(options) => {
                 let capacity = options.request_channel_capacity();
                 let (client, mut eventloop) = AsyncClient::new(options, capacity);
+                let mut network = NetworkOptions::new();
+                // Small packets, latency matters: do not let Nagle hold them.
+                network.set_tcp_nodelay(true);
+                network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+                eventloop.set_network_options(network);
                 let first = tokio::select! {
                     biased;
                     _ = stop.cancelled() => return,

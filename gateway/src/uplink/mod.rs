@@ -148,7 +148,8 @@ impl Uplink {
             window: Window::new(max_inflight),
             status: status_tx,
             incoming: incoming_tx,
-            refill_at: (max_inflight / 4).max(1),
+            read_ahead: max_inflight,
+            mark_batch: (max_inflight / 4).max(1),
         };
         let task = tokio::spawn(publisher.run(
             driver_rx,

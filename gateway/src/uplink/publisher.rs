@@ -18,7 +18,7 @@
 //! The task also publishes the retained state, subscribes to downlinks, hands
 //! incoming publishes to the consumer, and runs the shutdown sequence.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,12 +32,13 @@ use tracing::{debug, error, info, warn};
 
 use super::connection::DriverEvent;
 use super::incoming::{AckHandle, IncomingKind, IncomingMessage};
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxError};
 use super::payload::{up_payload, StatePayload};
 use super::status::UplinkStatus;
 use super::topics::{IncomingTopic, Topics};
 use super::window::{Tag, Window};
 use super::{ExtraTopic, PublishError};
+use crate::store::OutboxEntry;
 
 /// Without a wake-up, look at the outbox this often anyway (a missed
 /// `wake()` then costs latency, never messages).
@@ -66,16 +67,25 @@ pub(crate) struct Publisher<O: Outbox> {
     pub window: Window,
     pub status: watch::Sender<UplinkStatus>,
     pub incoming: mpsc::UnboundedSender<IncomingMessage>,
-    /// Refill the window only when this much room is free (or it is empty),
-    /// so store reads come in batches.
-    pub refill_at: usize,
+    /// Outbox entries read ahead of the window, so a freed slot is refilled
+    /// at once from memory while store reads come in batches.
+    pub read_ahead: usize,
+    /// Acknowledged seqs are marked in batches of this size (or sooner when
+    /// nothing else is waiting).
+    pub mark_batch: usize,
 }
 
 /// Mutable state of a running publisher beyond its configuration.
 struct Run {
     client: Option<AsyncClient>,
+    /// Fetched from the outbox, not yet sent; seqs ascending and all above
+    /// `window.cursor()`.
+    ready: VecDeque<OutboxEntry>,
     /// PUBACKed seqs not yet marked in the store.
     acked: Vec<u64>,
+    /// A mark running in the background, with the seqs it carries: the
+    /// store's commit (group delay + fsync) must never hold up publishing.
+    marking: Option<(Vec<u64>, tokio::task::JoinHandle<Result<(), OutboxError>>)>,
     /// A wake-up or a full page says the outbox may hold more than we sent.
     outbox_may_have_more: bool,
     /// No store calls before this instant (after a store error).
@@ -104,7 +114,9 @@ impl<O: Outbox> Publisher<O> {
     ) {
         let mut run = Run {
             client: None,
+            ready: VecDeque::new(),
             acked: Vec::new(),
+            marking: None,
             outbox_may_have_more: true,
             store_retry_at: None,
             store_failures: 0,
@@ -120,7 +132,8 @@ impl<O: Outbox> Publisher<O> {
         let mut fallback = tokio::time::interval(FALLBACK_POLL);
         fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.settle(&mut run).await;
+            let idle = events.is_empty();
+            self.settle(&mut run, idle).await;
             let retry_at = run.store_retry_at;
             let state_due = run.client.is_some();
             tokio::select! {
@@ -162,10 +175,25 @@ impl<O: Outbox> Publisher<O> {
         self.shutdown(&mut run, events, driver_stop, driver).await;
     }
 
-    /// Marks, fetches and status: everything that is not an event reaction.
-    async fn settle(&mut self, run: &mut Run) {
-        self.flush_marks(run).await;
-        self.fill_window(run).await;
+    /// Everything that is not an event reaction: refill the window, show
+    /// the status, mark acknowledged seqs, read ahead from the outbox.
+    /// `idle`: no driver events are waiting (a good moment to mark).
+    async fn settle(&mut self, run: &mut Run, idle: bool) {
+        // Refill first: a slot freed by a PUBACK is used at once, so the
+        // connection never idles while there is work (an idle sender also
+        // meets Nagle and delayed ACKs and slows to a crawl).
+        self.send_ready(run);
+        self.publish_status(run);
+        self.collect_marks(run, false).await;
+        if run.acked.len() >= self.mark_batch || (idle && !run.acked.is_empty()) {
+            self.start_marks(run);
+        }
+        self.read_ahead(run).await;
+        self.send_ready(run);
+        self.publish_status(run);
+    }
+
+    fn publish_status(&mut self, run: &mut Run) {
         run.st.inflight = self.window.outbox_outstanding() as u64;
         if run.status_dirty || self.status.borrow().inflight != run.st.inflight {
             self.status.send_replace(run.st.clone());
@@ -177,12 +205,52 @@ impl<O: Outbox> Publisher<O> {
         run.store_retry_at.is_some_and(|at| Instant::now() < at)
     }
 
+    /// Starts marking the acknowledged seqs in the background, one batch at
+    /// a time; what is acknowledged meanwhile goes into the next batch.
+    fn start_marks(&mut self, run: &mut Run) {
+        if run.marking.is_some() || run.acked.is_empty() || Self::store_blocked(run) {
+            return;
+        }
+        let seqs = std::mem::take(&mut run.acked);
+        let outbox = self.outbox.clone();
+        let batch = seqs.clone();
+        let task = tokio::spawn(async move { outbox.mark_published(batch).await });
+        run.marking = Some((seqs, task));
+    }
+
+    /// Takes the result of a background mark: when it has finished, or,
+    /// with `wait`, waiting for it.
+    async fn collect_marks(&mut self, run: &mut Run, wait: bool) {
+        let finished = match &run.marking {
+            Some((_, task)) => wait || task.is_finished(),
+            None => false,
+        };
+        if !finished {
+            return;
+        }
+        let Some((seqs, task)) = run.marking.take() else {
+            return;
+        };
+        let result = match task.await {
+            Ok(r) => r,
+            Err(e) => Err(OutboxError::new(format!("marking task failed: {e}"))),
+        };
+        self.after_mark(run, seqs, result);
+    }
+
+    /// Marks everything acknowledged so far and waits for it (shutdown).
     async fn flush_marks(&mut self, run: &mut Run) {
+        self.collect_marks(run, true).await;
         if run.acked.is_empty() || Self::store_blocked(run) {
             return;
         }
         let seqs = std::mem::take(&mut run.acked);
-        match self.outbox.mark_published(seqs.clone()).await {
+        let result = self.outbox.mark_published(seqs.clone()).await;
+        self.after_mark(run, seqs, result);
+    }
+
+    fn after_mark(&mut self, run: &mut Run, seqs: Vec<u64>, result: Result<(), OutboxError>) {
+        match result {
             Ok(()) => {
                 if run.store_failures > 0 {
                     info!(
@@ -209,27 +277,28 @@ impl<O: Outbox> Publisher<O> {
                     );
                 }
                 run.store_failures += 1;
-                run.acked = seqs;
+                let newer = std::mem::replace(&mut run.acked, seqs);
+                run.acked.extend(newer);
                 run.store_retry_at = Some(Instant::now() + STORE_RETRY);
             }
         }
     }
 
-    async fn fill_window(&mut self, run: &mut Run) {
-        let Some(client) = run.client.clone() else {
-            return;
-        };
-        let room = self.window.room();
-        let wanted = run.outbox_may_have_more
+    /// Reads the next outbox entries into `ready` when it runs low.
+    async fn read_ahead(&mut self, run: &mut Run) {
+        let wanted = run.client.is_some()
+            && run.outbox_may_have_more
             && !run.stopping
+            // Marks first: a fetch must never return an acknowledged seq.
             && run.acked.is_empty()
             && !Self::store_blocked(run)
-            && room > 0
-            && (room >= self.refill_at || self.window.outbox_outstanding() == 0);
+            && run.ready.len() <= self.read_ahead / 2;
         if !wanted {
             return;
         }
-        let entries = match self.outbox.pending(self.window.cursor(), room).await {
+        let after = run.ready.back().map_or(self.window.cursor(), |e| e.seq);
+        let limit = self.read_ahead - run.ready.len();
+        let entries = match self.outbox.pending(after, limit).await {
             Ok(entries) => entries,
             Err(e) => {
                 error!(
@@ -240,52 +309,61 @@ impl<O: Outbox> Publisher<O> {
                 return;
             }
         };
-        let exhausted = entries.len() < room;
+        let exhausted = entries.len() < limit;
         run.outbox_may_have_more = !exhausted;
-        let mut last_sent = None;
-        for entry in &entries {
-            let (topic, json) = match self.topics.gateway_topic(&entry.message_type) {
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        self.window.fetched(&seqs, exhausted);
+        run.ready
+            .extend(entries.into_iter().filter(|e| e.seq > after));
+    }
+
+    /// Publishes ready entries while the window has room.
+    fn send_ready(&mut self, run: &mut Run) {
+        let Some(client) = run.client.as_ref() else {
+            return;
+        };
+        if run.stopping {
+            return;
+        }
+        while self.window.room() > 0 {
+            let Some(entry) = run.ready.pop_front() else {
+                break;
+            };
+            let (topic, json, damaged) = match self.topics.gateway_topic(&entry.message_type) {
                 // The gateway's own messages (receipts, its heartbeat) travel
                 // through the outbox too, so they are as durable as device
                 // messages; their stored JSON is the payload itself.
-                Some(topic) => (topic, entry.message_json.clone().into_bytes()),
+                Some(topic) => (topic, entry.message_json.clone().into_bytes(), false),
                 None => {
                     let compacted = (entry.compacted_count > 0).then_some(entry.compacted_count);
-                    let payload = up_payload(entry, compacted);
-                    if payload.damaged || !Topics::is_valid_message_type(&entry.message_type) {
-                        run.st.damaged_total += 1;
-                        warn!(
-                            seq = entry.seq,
-                            msg_id = %hex::encode(entry.msg_id),
-                            "stored message has damaged JSON or message type; publishing it with its raw frame"
-                        );
-                    }
-                    (self.topics.up(&entry.message_type), payload.json)
+                    let payload = up_payload(&entry, compacted);
+                    let damaged =
+                        payload.damaged || !Topics::is_valid_message_type(&entry.message_type);
+                    (self.topics.up(&entry.message_type), payload.json, damaged)
                 }
             };
             if client
                 .try_publish(topic, QoS::AtLeastOnce, false, json)
                 .is_err()
             {
-                // The request channel is full or the connection is gone:
-                // the rest of this page is fetched again later.
-                run.outbox_may_have_more = true;
+                // rumqttc's request channel is full: try again after the
+                // next event.
+                run.ready.push_front(entry);
                 break;
+            }
+            if damaged {
+                run.st.damaged_total += 1;
+                warn!(
+                    seq = entry.seq,
+                    msg_id = %hex::encode(entry.msg_id),
+                    "stored message has damaged JSON or message type; published it with its raw frame"
+                );
             }
             if self.window.requested(Tag::Outbox(entry.seq)) {
                 run.st.republished_total += 1;
             }
-            last_sent = Some(entry.seq);
+            run.status_dirty = true;
         }
-        if let Some(last) = last_sent {
-            self.window.fetched(
-                last,
-                exhausted && last_sent == entries.last().map(|e| e.seq),
-            );
-        } else if entries.is_empty() {
-            self.window.fetched(self.window.cursor(), true);
-        }
-        run.status_dirty = true;
     }
 
     fn handle(&mut self, run: &mut Run, event: DriverEvent) {
@@ -315,6 +393,9 @@ impl<O: Outbox> Publisher<O> {
             }
             DriverEvent::Disconnected { reason } => {
                 run.client = None;
+                // Everything unacknowledged is fetched again from the lowest seq.
+                run.ready.clear();
+                run.outbox_may_have_more = true;
                 for tag in self.window.connection_lost() {
                     if let Tag::Extra(id) = tag {
                         if let Some(done) = run.extra_waiters.remove(&id) {

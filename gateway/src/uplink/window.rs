@@ -105,15 +105,15 @@ impl Window {
         }
     }
 
-    /// The last fetch handed out everything up to `last_seq` (or, with
-    /// `exhausted`, everything there was): resend marks for seqs that did not
-    /// come back were published or compacted meanwhile and are dropped.
-    pub fn fetched(&mut self, last_seq: u64, exhausted: bool) {
-        if exhausted {
-            self.resend.clear();
-        } else {
-            self.resend = self.resend.split_off(&last_seq.saturating_add(1));
-        }
+    /// A fetch returned `seqs` (ascending; with `exhausted`, everything there
+    /// was after the fetch point). Resend marks for seqs up to the last one
+    /// that did not come back were published or compacted meanwhile and are
+    /// dropped; marks for returned seqs stay until they are sent.
+    pub fn fetched(&mut self, seqs: &[u64], exhausted: bool) {
+        let last = seqs.last().copied();
+        self.resend.retain(|seq| {
+            seqs.binary_search(seq).is_ok() || (!exhausted && last.is_none_or(|last| *seq > last))
+        });
     }
 
     /// rumqttc wrote a publish with this packet id.
@@ -237,7 +237,6 @@ mod tests {
         assert!(w.requested(Tag::Outbox(8)));
         assert!(w.requested(Tag::Outbox(9)));
         assert!(!w.requested(Tag::Outbox(10)));
-        w.fetched(10, true);
     }
 
     #[test]
@@ -245,14 +244,23 @@ mod tests {
         let mut w = Window::new(8);
         w.requested(Tag::Outbox(3));
         w.requested(Tag::Outbox(4));
+        w.requested(Tag::Outbox(5));
         w.connection_lost();
-        // Row 3 was compacted away meanwhile: the fetch starts at 4.
-        assert!(w.requested(Tag::Outbox(4)));
-        w.fetched(4, false);
+        // Row 3 was compacted away meanwhile: the fetch returns 4 and 5 only.
+        w.fetched(&[4, 5], false);
+        assert!(
+            w.requested(Tag::Outbox(4)),
+            "4 is still a resend until sent"
+        );
         assert!(
             !w.requested(Tag::Outbox(3)),
             "3 no longer counts as a resend"
         );
+        assert!(w.requested(Tag::Outbox(5)));
+        // A fetch that found nothing: every remaining mark is stale.
+        w.connection_lost();
+        w.fetched(&[], true);
+        assert!(!w.requested(Tag::Outbox(4)));
     }
 
     #[test]
