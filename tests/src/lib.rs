@@ -10,6 +10,8 @@
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
+//! - [`qemu`]: the appliance test image booted in QEMU (status page port
+//!   forward, RNode port, debug shell, power cut).
 //! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
 //!   emulated packet forwarder or RNode) as a child process, and its summary.
 
@@ -19,4 +21,5 @@ pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
+pub mod qemu;
 pub mod simulate;

@@ -1,0 +1,30 @@
+################################################################################
+#
+# seed-gateway
+#
+################################################################################
+
+# The version and the tarball come from make-tarball.sh, which packs the
+# workspace at a git commit together with its vendored crates (VENDOR/ and
+# .cargo/config.toml), so the build runs offline and the .hash file pins
+# every byte of it. Buildroot's cargo download post-process sees VENDOR/ and
+# leaves the tarball untouched.
+SEED_GATEWAY_VERSION = 0.1.0
+SEED_GATEWAY_SITE = file://$(BR2_EXTERNAL_SEED_PATH)/../dist
+SEED_GATEWAY_SUBDIR = gateway
+SEED_GATEWAY_LICENSE = Apache-2.0
+
+define SEED_GATEWAY_INSTALL_APPLIANCE_FILES
+	$(INSTALL) -D -m 0755 $(SEED_GATEWAY_PKGDIR)/supervise \
+		$(TARGET_DIR)/usr/libexec/seed-gateway/supervise
+	$(INSTALL) -D -m 0644 $(SEED_GATEWAY_PKGDIR)/config.toml \
+		$(TARGET_DIR)/etc/seed-gateway/config.toml
+endef
+SEED_GATEWAY_POST_INSTALL_TARGET_HOOKS += SEED_GATEWAY_INSTALL_APPLIANCE_FILES
+
+define SEED_GATEWAY_INSTALL_INIT_SYSV
+	$(INSTALL) -D -m 0755 $(SEED_GATEWAY_PKGDIR)/S50seed-gateway \
+		$(TARGET_DIR)/etc/init.d/S50seed-gateway
+endef
+
+$(eval $(cargo-package))

@@ -1,0 +1,482 @@
+//! The appliance under test: the QEMU test image of `image/` booted from the
+//! host, with the handles a black-box test needs.
+//!
+//! - [`ensure_image`] runs `image/build.sh` once per test process (the script
+//!   itself is idempotent and takes a lock, so parallel test binaries are safe).
+//! - [`Guest::boot`] runs `image/boot.sh`: QEMU under software emulation (KVM
+//!   is not usable on the test machines), the status page forwarded to a free
+//!   host port, the RNode link and a debug shell on virtio-serial ports.
+//! - The RNode link is the guest's `/dev/virtio-ports/rnode0`, a tty. On the
+//!   host it is either a Unix socket QEMU listens on ([`RnodeHost::Socket`],
+//!   for a test that speaks KISS itself) or a serial device QEMU opens
+//!   ([`RnodeHost::Serial`]): the pseudo-terminal of the RNode emulator of
+//!   `seed-gateway simulate --serial PATH`, which must exist first.
+//! - [`Guest::shell`] runs a command as root inside the guest over the
+//!   `debug0` port. Only the test image has that shell; the product does not.
+//! - [`Guest::power_cut`] kills QEMU with SIGKILL, as pulling the plug: the
+//!   data disk keeps whatever reached it, and booting the same
+//!   [`GuestOptions::data_disk`] again is the next power-on.
+//!
+//! Boot takes tens of seconds under emulation; every wait here is bounded and
+//! fails with the tail of the guest console, which is where a boot problem
+//! explains itself.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, timeout, Instant};
+
+/// Longest a boot may take to a status page that answers. Emulated boots take 15-40 s
+/// here; the margin is for a machine busy with parallel builds.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+/// What "the status page answers" is polled on.
+pub const STATUS_PATH: &str = "/api/v1/status";
+/// Longest a debug-shell command may take.
+pub const SHELL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root (the parent of the `tests` crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests crate has a parent directory")
+        .to_path_buf()
+}
+
+/// Where `image/build.sh` puts the image (`$SEED_IMAGE_OUT` or `image/out`).
+pub fn image_dir() -> PathBuf {
+    std::env::var_os("SEED_IMAGE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("image/out"))
+}
+
+/// Builds the test image, once per process; later calls return the first
+/// outcome. Panics with the script's output when the build fails.
+pub fn ensure_image() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let outcome = BUILT.get_or_init(|| {
+        let output = std::process::Command::new("bash")
+            .arg(repo_root().join("image/build.sh"))
+            .output()
+            .map_err(|e| format!("cannot run image/build.sh: {e}"))?;
+        if output.status.success() {
+            Ok(image_dir())
+        } else {
+            Err(format!(
+                "image/build.sh failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    match outcome {
+        Ok(dir) => dir.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; QEMU binds it right after).
+pub fn unused_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// How the host side of the guest's RNode port is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RnodeHost {
+    /// A Unix socket QEMU listens on; see [`Guest::connect_rnode`].
+    Socket,
+    /// A serial device QEMU opens at power-on (an emulated RNode's pty).
+    Serial(PathBuf),
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct GuestOptions {
+    /// The data disk. Missing: created blank (the guest formats it). The same
+    /// file again: the next power-on of the same appliance.
+    pub data_disk: PathBuf,
+    pub rnode: RnodeHost,
+    /// Guest RAM; 512 MiB is the Raspberry Pi Zero 2 W.
+    pub memory_mb: u32,
+    /// Appended to the kernel command line (e.g. `seed.data=/dev/vdb1`).
+    pub kernel_append: String,
+}
+
+impl GuestOptions {
+    pub fn new(data_disk: impl Into<PathBuf>) -> GuestOptions {
+        GuestOptions {
+            data_disk: data_disk.into(),
+            rnode: RnodeHost::Socket,
+            memory_mb: 512,
+            kernel_append: String::new(),
+        }
+    }
+
+    pub fn kernel_append(mut self, args: &str) -> GuestOptions {
+        self.kernel_append = args.to_string();
+        self
+    }
+
+    pub fn rnode(mut self, rnode: RnodeHost) -> GuestOptions {
+        self.rnode = rnode;
+        self
+    }
+}
+
+/// What a guest command printed (stdout and stderr together) and its status.
+#[derive(Debug, Clone)]
+pub struct ShellOutput {
+    pub status: i32,
+    pub output: String,
+}
+
+/// A running guest. Dropping it kills QEMU.
+pub struct Guest {
+    qemu: Child,
+    work_dir: tempfile::TempDir,
+    http_port: u16,
+    debug: Option<BufReader<UnixStream>>,
+    commands: u64,
+    powered_on: Instant,
+}
+
+/// How long the guest took from power-on to a status page that answers.
+#[derive(Debug, Clone, Copy)]
+pub struct BootTime {
+    /// Host wall clock from starting QEMU to the first 200 from
+    /// `/api/v1/status`.
+    pub wall: Duration,
+    /// Guest uptime read right after that first 200 (emulation makes guest
+    /// time run slower than wall time; this is the figure a real board's
+    /// boot is comparable with).
+    pub guest_uptime: Duration,
+    /// Guest uptime at which the watchdog feeder first had an answer from
+    /// the gateway (`/run/seed/status-page-uptime`), when it did.
+    pub feeder_uptime: Option<Duration>,
+}
+
+impl Guest {
+    /// Powers on the test image (building it first if needed). Returns once
+    /// QEMU runs; the guest is still booting (see [`Guest::wait_status_page`]).
+    pub async fn boot(options: &GuestOptions) -> Guest {
+        let image = ensure_image();
+        let work_dir = tempfile::Builder::new()
+            .prefix("seed-qemu-")
+            .tempdir()
+            .expect("create a temp dir for the guest's sockets and logs");
+        let http_port = unused_port();
+        let debug_socket = work_dir.path().join("debug0.sock");
+        let mut command = Command::new("bash");
+        command
+            .arg(repo_root().join("image/boot.sh"))
+            .arg("--out")
+            .arg(&image)
+            .arg("--data")
+            .arg(&options.data_disk)
+            .arg("--http-port")
+            .arg(http_port.to_string())
+            .arg("--debug-socket")
+            .arg(&debug_socket)
+            .arg("--console-log")
+            .arg(work_dir.path().join("console.log"))
+            .arg("--memory")
+            .arg(options.memory_mb.to_string())
+            .arg("--append")
+            .arg(&options.kernel_append);
+        match &options.rnode {
+            RnodeHost::Socket => {
+                command
+                    .arg("--rnode-socket")
+                    .arg(work_dir.path().join("rnode0.sock"));
+            }
+            RnodeHost::Serial(path) => {
+                command.arg("--rnode-serial").arg(path);
+            }
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut qemu = command.spawn().expect("run image/boot.sh");
+        let powered_on = Instant::now();
+
+        let stdout = qemu.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // Keep draining QEMU's output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let stderr = qemu.stderr.take().expect("piped stderr");
+        let stderr_log = work_dir.path().join("qemu.stderr");
+        tokio::spawn(async move {
+            let mut stderr = stderr;
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text).await;
+            let _ = tokio::fs::write(stderr_log, text).await;
+        });
+
+        let mut guest = Guest {
+            qemu,
+            work_dir,
+            http_port,
+            debug: None,
+            commands: 0,
+            powered_on,
+        };
+        guest.debug = Some(guest.connect_debug(&debug_socket).await);
+        guest
+    }
+
+    async fn connect_debug(&mut self, socket: &Path) -> BufReader<UnixStream> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match UnixStream::connect(socket).await {
+                Ok(stream) => return BufReader::new(stream),
+                Err(e) if Instant::now() >= deadline => {
+                    panic!(
+                        "no debug socket {}: {e}\n{}",
+                        socket.display(),
+                        self.diagnostics()
+                    )
+                }
+                Err(_) => sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The host port forwarded to the guest's status page (port 8080).
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The host end of the RNode port, with [`RnodeHost::Socket`]: a stream
+    /// to write the RNode's KISS bytes to and read the gateway's from.
+    pub async fn connect_rnode(&self) -> UnixStream {
+        let socket = self.work_dir.path().join("rnode0.sock");
+        UnixStream::connect(&socket)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()))
+    }
+
+    /// `GET path` on the guest's status page server; `None` when nothing
+    /// answers yet (QEMU accepts the host connection and closes it while the
+    /// guest's port is closed).
+    pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http_port, path).await
+    }
+
+    /// Waits until the status page's API (`/api/v1/status`) answers 200 --
+    /// the gateway runs and serves, whatever its radios are doing -- and
+    /// measures how long that took from power-on.
+    pub async fn wait_status_page(&mut self) -> BootTime {
+        let deadline = self.powered_on + BOOT_TIMEOUT;
+        loop {
+            if let Some((200, _)) = self.http_get(STATUS_PATH).await {
+                break;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no 200 from {STATUS_PATH} within {BOOT_TIMEOUT:?} of power-on\n{}",
+                    self.diagnostics()
+                );
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                panic!(
+                    "QEMU exited ({status}) before the status page answered\n{}",
+                    self.diagnostics()
+                );
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+        let wall = self.powered_on.elapsed();
+        let guest_uptime = self.uptime().await;
+        let first = self
+            .shell("cat /run/seed/status-page-uptime 2>/dev/null")
+            .await;
+        let feeder_uptime = first
+            .output
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(Duration::from_secs_f64);
+        BootTime {
+            wall,
+            guest_uptime,
+            feeder_uptime,
+        }
+    }
+
+    /// Waits until `path` answers 200 (the status page after a restart,
+    /// `/healthz` once the radio is up), bounded; returns how long it took.
+    pub async fn wait_for_200(&self, path: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Some((200, _)) = self.http_get(path).await {
+                return started.elapsed();
+            }
+            if started.elapsed() >= limit {
+                let last = self.http_get(path).await;
+                panic!(
+                    "no 200 from {path} within {limit:?} (last answer: {last:?})\n{}",
+                    self.diagnostics()
+                );
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The guest's uptime (`/proc/uptime`).
+    pub async fn uptime(&mut self) -> Duration {
+        let out = self.shell("cut -d' ' -f1 /proc/uptime").await;
+        let seconds: f64 = out
+            .output
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected /proc/uptime: {:?}", out.output));
+        Duration::from_secs_f64(seconds)
+    }
+
+    /// Runs `command` as root in the guest, in a subshell of the debug shell
+    /// (so `exit` and `cd` stay inside it); stdin is /dev/null, stderr goes
+    /// with stdout. Background processes it starts keep running.
+    pub async fn shell(&mut self, command: &str) -> ShellOutput {
+        self.commands += 1;
+        let marker = format!("__seed_done_{}__", self.commands);
+        // A subshell, so `exit` in the command ends only the command.
+        let script = format!("( {command}\n) </dev/null 2>&1; echo \"{marker} $?\"\n");
+        let debug = self.debug.as_mut().expect("debug shell connected");
+        let exchange = async {
+            debug.get_mut().write_all(script.as_bytes()).await?;
+            let mut output = String::new();
+            loop {
+                let mut line = String::new();
+                if debug.read_line(&mut line).await? == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "debug shell closed",
+                    ));
+                }
+                if let Some(status) = line.trim_end().strip_prefix(&format!("{marker} ")) {
+                    let status = status.parse().unwrap_or(-1);
+                    return Ok(ShellOutput { status, output });
+                }
+                output.push_str(&line);
+            }
+        };
+        match timeout(SHELL_TIMEOUT, exchange).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => panic!("guest shell `{command}`: {e}\n{}", self.diagnostics()),
+            Err(_) => panic!(
+                "guest shell `{command}` took over {SHELL_TIMEOUT:?}\n{}",
+                self.diagnostics()
+            ),
+        }
+    }
+
+    /// Like [`Guest::shell`], and fails the test unless the command exits 0.
+    pub async fn shell_ok(&mut self, command: &str) -> String {
+        let out = self.shell(command).await;
+        assert_eq!(
+            out.status, 0,
+            "guest command `{command}` failed:\n{}",
+            out.output
+        );
+        out.output
+    }
+
+    /// Pulls the plug: SIGKILL to QEMU, nothing in the guest gets to react.
+    pub async fn power_cut(mut self) {
+        self.qemu.start_kill().expect("kill QEMU");
+        let _ = timeout(Duration::from_secs(30), self.qemu.wait()).await;
+    }
+
+    /// A clean shutdown (`poweroff` in the guest: init scripts stop in
+    /// reverse order, /data is unmounted), waiting for QEMU to exit.
+    pub async fn poweroff(mut self) {
+        if let Some(debug) = self.debug.as_mut() {
+            let _ = debug.get_mut().write_all(b"poweroff\n").await;
+        }
+        match timeout(Duration::from_secs(120), self.qemu.wait()).await {
+            Ok(_) => {}
+            Err(_) => panic!(
+                "guest did not power off within 120 s\n{}",
+                self.diagnostics()
+            ),
+        }
+    }
+
+    /// The guest console so far.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(self.work_dir.path().join("console.log")).unwrap_or_default()
+    }
+
+    /// The tail of the console and QEMU's own complaints, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let console = self.console();
+        let tail: Vec<&str> = console.lines().rev().take(60).collect();
+        let stderr =
+            std::fs::read_to_string(self.work_dir.path().join("qemu.stderr")).unwrap_or_default();
+        format!(
+            "--- guest console (last 60 lines) ---\n{}\n--- qemu stderr ---\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            stderr
+        )
+    }
+}
+
+/// A one-shot HTTP/1.0 GET on 127.0.0.1:port; `None` when the connection
+/// fails or closes without a status line.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let exchange = async {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        Some((status, body))
+    };
+    timeout(Duration::from_secs(10), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A data disk that already holds `files` (path inside the data partition,
+/// contents), made with `mkfs.ext4 -d` on the host: an appliance whose
+/// technician left configuration overrides on /data.
+pub fn data_disk_with(path: &Path, files: &[(&str, &str)]) {
+    let staging = tempfile::tempdir().expect("temp dir for the data disk contents");
+    for (name, contents) in files {
+        let file = staging.path().join(name);
+        std::fs::create_dir_all(file.parent().expect("file has a parent"))
+            .expect("create directories in the data disk staging dir");
+        std::fs::write(&file, contents).expect("write a data disk file");
+    }
+    let status = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "data", "-d"])
+        .arg(staging.path())
+        .arg(path)
+        .arg("256M")
+        .status()
+        .expect("run mkfs.ext4 (e2fsprogs)");
+    assert!(
+        status.success(),
+        "mkfs.ext4 -d failed for {}",
+        path.display()
+    );
+}
