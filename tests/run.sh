@@ -19,8 +19,9 @@ packages=(
   mosquitto mosquitto-clients        # MQTT broker the uplink tests talk to
   chromium chromium-driver           # browser tests of the status page
   qemu-system-x86 qemu-utils         # boot test of the appliance image
-  busybox-static kmod cpio           # the test image's userland and modules
-  e2fsprogs squashfs-tools dosfstools # its file systems
+  busybox-static kmod cpio gzip      # the test image's userland and modules
+  e2fsprogs squashfs-tools dosfstools fdisk util-linux genimage # its disks
+  hostapd dnsmasq-base iw wpasupplicant iptables # the kiosk Wi-Fi in the image
   rauc openssl                       # update bundles and test keys
 )
 missing=()
