@@ -497,6 +497,26 @@ async fn a_queued_downlink_is_not_queued_again_and_counts_once_on_air() {
     );
 }
 
+#[tokio::test]
+async fn heard_every_minute_a_lost_downlink_gets_five_tries_in_five_minutes() {
+    // The default timings, a device heard once a minute that never gets
+    // (or never acks) the message: when do the attempts happen?
+    let mut r = rig(MailboxSection {
+        max_attempts: 100,
+        ..MailboxSection::default()
+    });
+    r.put_tx("are you there").await;
+    let mut attempts_at_minute = Vec::new();
+    for minute in 0..25 {
+        r.heartbeat().await;
+        if !r.sent().await.is_empty() {
+            attempts_at_minute.push(minute);
+        }
+        r.advance(60_000);
+    }
+    assert_eq!(attempts_at_minute, vec![0, 1, 2, 3, 5, 8, 14, 24]);
+}
+
 #[test]
 fn retry_wait_doubles_up_to_the_cap() {
     let s = settings();
