@@ -501,9 +501,10 @@ async fn a_queued_downlink_is_not_queued_again_and_counts_once_on_air() {
 async fn heard_every_minute_a_lost_downlink_gets_five_tries_in_five_minutes() {
     // The default timings, a device heard once a minute that never gets
     // (or never acks) the message: when do the attempts happen?
-    let mut s = MailboxSection::default();
-    s.max_attempts = 100;
-    let mut r = rig(s);
+    let mut r = rig(MailboxSection {
+        max_attempts: 100,
+        ..MailboxSection::default()
+    });
     r.put_tx("are you there").await;
     let mut attempts_at_minute = Vec::new();
     for minute in 0..25 {
