@@ -86,12 +86,15 @@ async fn broker_absent_at_start_then_every_acked_message_arrives() {
         "with no broker the gateway must still ack every message it stored"
     );
 
-    // Acks follow commits, so everything acked is already in the backlog.
+    // Acks follow commits, so everything acked is already in the backlog,
+    // beside at most one waiting heartbeat of the gateway itself (it keeps
+    // only its newest while the uplink is down; docs/downlinks.md).
     let status = gw.api("/api/v1/status").await;
-    assert_eq!(
-        num(&status, &["uplink", "backlog"]),
-        summary.acked,
-        "backlog must equal what was acked (no heartbeats in this run): {status}"
+    let backlog = num(&status, &["uplink", "backlog"]);
+    assert!(
+        backlog == summary.acked || backlog == summary.acked + 1,
+        "backlog {backlog} must be what was acked ({}), plus at most the gateway's own heartbeat: {status}",
+        summary.acked
     );
     assert_eq!(status["uplink"]["configured"], true, "{status}");
     assert_eq!(status["uplink"]["connected"], false, "{status}");
@@ -432,7 +435,12 @@ async fn wrong_broker_password_is_explained_then_fixed() {
     assert_eq!(summary.acked, 20, "simulator summary: {summary:?}");
     assert!(gw.is_running(), "a bad password must not stop the gateway");
     let status = gw.api("/api/v1/status").await;
-    assert_eq!(num(&status, &["uplink", "backlog"]), 20, "{status}");
+    // 20 device messages, beside at most the gateway's own waiting heartbeat.
+    let backlog = num(&status, &["uplink", "backlog"]);
+    assert!(
+        backlog == 20 || backlog == 21,
+        "backlog {backlog}: {status}"
+    );
     assert_eq!(status["uplink"]["connected"], false, "{status}");
 
     // The technician fixes the password and restarts the service.
