@@ -18,9 +18,9 @@ use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
-use seed_e2e::gateway;
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions, Subscriber};
 use seed_e2e::qemu::{data_disk_with, BootTime, Guest, GuestOptions, RnodeHost, STATUS_PATH};
+use seed_e2e::simulate::Simulation;
 
 /// How long the supervisor may take to bring a killed gateway back (it
 /// waits 1 s after the first crash; the rest is emulated start-up time).
@@ -353,21 +353,15 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
     // the guest's RNode port. It sends DEVICES x MESSAGES transactions and
     // retransmits each until the gateway acks it, power cut or not.
     let rnode = dir.path().join("rnode0");
-    let simulate = tokio::process::Command::new(gateway::binary())
-        .arg("simulate")
-        .arg("--serial")
-        .arg(&rnode)
-        .args(["--devices", &DEVICES.to_string()])
-        .args(["--messages", &MESSAGES.to_string()])
-        .args(["--no-heartbeats", "--seed", "7", "--deadline-s", "900"])
-        // Retransmit every 2.5 s growing to 15 s, not 10 s to 60 s: the same
-        // behaviour, without waiting out an emulated reboot at full backoff.
-        .args(["--speed", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("seed-gateway simulate starts");
+    // Retransmissions every 2.5 s growing to 15 s (speed 4), not 10 s to
+    // 60 s: the same behaviour, without waiting out an emulated reboot at
+    // full backoff.
+    let simulate = Simulation::serial(&rnode, DEVICES as usize, MESSAGES)
+        .speed(4.0)
+        .seed(7)
+        .deadline_s(900)
+        .no_heartbeats()
+        .spawn();
     let appeared = tokio::time::timeout(Duration::from_secs(30), async {
         while !rnode.exists() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -421,28 +415,12 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
     let boot = guest.wait_status_page().await;
     report("boot after a power cut mid-stream", &boot);
 
-    let finished = tokio::time::timeout(Duration::from_secs(900), simulate.wait_with_output())
-        .await
-        .expect("simulate finished within 900 s")
-        .expect("simulate ran");
-    let stdout = String::from_utf8_lossy(&finished.stdout);
-    assert!(
-        finished.status.success(),
-        "simulate failed: {stdout}\n{}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("simulate summary {stdout:?}: {e}"));
-    let acked: HashSet<String> = summary["acked_ids"]
-        .as_array()
-        .expect("acked_ids")
-        .iter()
-        .filter_map(|id| id.as_str().map(str::to_string))
-        .collect();
+    let summary = simulate.finish(Duration::from_secs(900)).await;
+    let acked: HashSet<String> = summary.acked_ids.iter().cloned().collect();
     assert_eq!(
         acked.len() as u64,
         DEVICES * MESSAGES,
-        "not every message was acked: {summary}"
+        "not every message was acked: {summary:?}"
     );
 
     let mut published = uplink_ids(&before);
