@@ -1,7 +1,7 @@
 //! The JSON bodies the gateway publishes: one `up` message per stored
 //! message, and the retained `online`/`offline` state.
 //!
-//! Field names are the contract's (`docs/` and `/work/shared/contract.md`),
+//! Field names are the contract's (`docs/operations.md`, MQTT section),
 //! not our Rust names: `RxMeta::freq_hz` goes out as `rx.freq`, milliseconds
 //! become an RFC 3339 UTC string, and so on.
 
