@@ -218,3 +218,19 @@ pub trait Link: Send + 'static {
         shutdown: CancellationToken,
     ) -> LinkFuture;
 }
+
+/// Sends an event upward unless shutdown comes first: a consumer that
+/// stopped reading (a full channel) must not keep a link from stopping, and
+/// a closed channel means nobody listens any more. Biased so a final
+/// `TxDone` still goes out during shutdown when the channel has room.
+pub async fn emit(
+    events: &mpsc::Sender<LinkEvent>,
+    shutdown: &CancellationToken,
+    event: LinkEvent,
+) {
+    tokio::select! {
+        biased;
+        _ = events.send(event) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}

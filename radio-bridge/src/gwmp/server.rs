@@ -539,16 +539,9 @@ impl Driver {
         .await;
     }
 
-    /// Sends upward, unless shutdown comes first (a full channel must not
-    /// keep the link from stopping). A closed channel means nobody listens.
+    /// Sends upward (see [`crate::link::emit`]).
     async fn emit(&self, event: LinkEvent) {
-        tokio::select! {
-            // Biased so a final TxDone still goes out during shutdown when
-            // the channel has room.
-            biased;
-            _ = self.events.send(event) => {}
-            _ = self.shutdown.cancelled() => {}
-        }
+        crate::link::emit(&self.events, &self.shutdown, event).await
     }
 }
 

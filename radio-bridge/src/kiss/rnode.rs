@@ -868,15 +868,9 @@ impl Driver {
         .await;
     }
 
-    /// Send an event upward. Gives up on shutdown so a consumer that stopped
-    /// reading cannot keep the link from ending; a closed channel is ignored
-    /// (the gateway is going away and will cancel us).
+    /// Sends an event upward (see [`crate::link::emit`]).
     async fn emit(&self, event: LinkEvent) {
-        tokio::select! {
-            biased;
-            _ = self.events.send(event) => {}
-            _ = self.shutdown.cancelled() => {}
-        }
+        crate::link::emit(&self.events, &self.shutdown, event).await
     }
 }
 
