@@ -63,10 +63,6 @@ impl Ingest {
         self.observers.push(observer);
     }
 
-    pub fn reassembly_counters(&self) -> Arc<radio_bridge::fragment::ReassemblyCounters> {
-        self.reassembler.counters()
-    }
-
     /// Runs until shutdown. On shutdown it stops taking radio frames but
     /// finishes the commit in flight, so nothing acked is lost.
     pub async fn run(mut self, mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {

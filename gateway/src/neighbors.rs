@@ -15,9 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use radio_bridge::frame::{
-    Capabilities, DeviceClass, DeviceId, Heartbeat, PowerState, ProtocolVersion,
-};
+use radio_bridge::frame::{DeviceClass, DeviceId, Heartbeat, PowerState, ProtocolVersion};
 use radio_bridge::link::RxMeta;
 use serde::{Deserialize, Serialize};
 
@@ -268,21 +266,6 @@ impl NeighborTable {
     }
 }
 
-/// Capabilities as the spec names them, for display.
-pub fn capability_names(c: &Capabilities) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if c.supports_groups {
-        out.push("groups");
-    }
-    if c.supports_trust_scores {
-        out.push("trust_scores");
-    }
-    if c.supports_ai_assistant {
-        out.push("ai_assistant");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +277,7 @@ mod tests {
             power_state: power,
             ledger_height: height,
             sync_capable: true,
-            capabilities: Capabilities::default(),
+            capabilities: radio_bridge::frame::Capabilities::default(),
         }
     }
 

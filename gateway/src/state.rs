@@ -57,17 +57,6 @@ impl FrameCounters {
         self.by_outcome(outcome)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
-
-    pub const OUTCOMES: [&'static str; 8] = [
-        "accepted",
-        "duplicate",
-        "malformed",
-        "oversize",
-        "bad_signature",
-        "unsupported_version",
-        "replayed",
-        "refused",
-    ];
 }
 
 /// One radio link as the status page shows it.
