@@ -35,6 +35,9 @@ pub struct Config {
     pub power: PowerSection,
     #[serde(default)]
     pub mailbox: MailboxSection,
+    /// Absent: over-the-air updates are off; update commands are refused
+    /// with a reason on `ota/progress`.
+    pub ota: Option<OtaSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +351,61 @@ fn default_sync_offer_interval() -> u64 {
     600
 }
 
+/// Over-the-air updates through RAUC (`docs/ota.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtaSection {
+    /// The `rauc` command (a path, or a name looked up in `PATH`).
+    #[serde(default = "default_rauc")]
+    pub rauc: PathBuf,
+    /// RAUC's system configuration: its `compatible` must match a bundle's.
+    #[serde(default = "default_rauc_system_conf")]
+    pub system_conf: PathBuf,
+    /// The CA certificates a bundle's signature must chain to.
+    #[serde(default = "default_rauc_keyring")]
+    pub keyring: PathBuf,
+    /// `VERSION_ID=` in this file is the running system's version.
+    #[serde(default = "default_release_file")]
+    pub release_file: PathBuf,
+    /// Downloaded bundles and the update's notes. Default: `<data_dir>/ota`.
+    pub download_dir: Option<PathBuf>,
+    /// Run after an installed update, once the gateway has stopped cleanly.
+    #[serde(default = "default_reboot_command")]
+    pub reboot_command: Vec<String>,
+    /// After booting an update: how long the new system has to show it is
+    /// healthy (store writable, radios that were up before are up again,
+    /// broker reached if it was reached before) before it gives up.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_s: u64,
+}
+
+impl OtaSection {
+    pub fn download_dir(&self, data_dir: &Path) -> PathBuf {
+        self.download_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("ota"))
+    }
+}
+
+fn default_rauc() -> PathBuf {
+    PathBuf::from("rauc")
+}
+fn default_rauc_system_conf() -> PathBuf {
+    PathBuf::from("/etc/rauc/system.conf")
+}
+fn default_rauc_keyring() -> PathBuf {
+    PathBuf::from("/etc/rauc/keyring.pem")
+}
+fn default_release_file() -> PathBuf {
+    PathBuf::from("/etc/os-release")
+}
+fn default_reboot_command() -> Vec<String> {
+    vec!["reboot".into()]
+}
+fn default_health_timeout() -> u64 {
+    300
+}
+
 /// A configuration problem, located in the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {key}: {message}")]
@@ -419,6 +477,18 @@ impl Config {
         }
         if self.storage.quota_mb == 0 {
             return Err(fail("storage", "quota_mb", "must be at least 1".into()));
+        }
+        if let Some(ota) = &self.ota {
+            if ota.reboot_command.is_empty() {
+                return Err(fail(
+                    "ota",
+                    "reboot_command",
+                    "must name a command, e.g. [\"reboot\"]".into(),
+                ));
+            }
+            if ota.health_timeout_s == 0 {
+                return Err(fail("ota", "health_timeout_s", "must be at least 1".into()));
+            }
         }
         let m = &self.mailbox;
         for (key, value) in [

@@ -11,6 +11,8 @@
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`heartbeat`]: the gateway's own heartbeat, paced by its power supply.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
+//! - [`ota`]: over-the-air updates with RAUC: command, download, checks,
+//!   install, reboot, health check, rollback report.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
 //! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
@@ -21,6 +23,7 @@ pub mod daemon;
 pub mod heartbeat;
 pub mod ingest;
 pub mod neighbors;
+pub mod ota;
 pub mod scheduler;
 pub mod shutdown;
 pub mod state;

@@ -28,7 +28,27 @@ pub fn run(config_path: &Path) -> ExitCode {
             tracing::info!("status page on http://{addr}/");
         }
         tracing::info!(gateway_id = %running.gateway_id, data_dir = %running.data_dir.display(), "running");
+        let reboot = running.reboot_request();
         running.wait().await;
+        if reboot.is_requested() {
+            if let Some(ota) = &config.ota {
+                return reboot_now(&ota.reboot_command);
+            }
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// Runs the configured reboot command once the gateway has stopped cleanly
+/// (an installed update, or an updated system that is not healthy).
+fn reboot_now(command: &[String]) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        return fail("ota.reboot_command is empty");
+    };
+    tracing::info!("rebooting: {}", command.join(" "));
+    match std::process::Command::new(program).args(args).status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => fail(format!("{} exited with {status}", command.join(" "))),
+        Err(e) => fail(format!("cannot run {program}: {e}")),
+    }
 }

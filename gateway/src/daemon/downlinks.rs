@@ -197,6 +197,7 @@ impl Mailbox {
     pub async fn accept(
         self,
         mut incoming: mpsc::UnboundedReceiver<IncomingMessage>,
+        ota_commands: mpsc::UnboundedSender<IncomingMessage>,
         stop: CancellationToken,
     ) {
         loop {
@@ -208,9 +209,10 @@ impl Mailbox {
                 },
             };
             let IncomingKind::Downlink { device_id } = message.kind else {
-                // OTA commands are not handled by this build; leaving them
-                // unacked lets the broker keep them for one that does.
-                tracing::warn!(topic = %message.topic, "OTA commands are not supported yet; left unacknowledged");
+                // The OTA agent acks its commands itself, once noted.
+                if ota_commands.send(message).is_err() {
+                    tracing::warn!("the OTA agent has stopped; update command left unacknowledged");
+                }
                 continue;
             };
             match self.put(device_id, &message.payload).await {

@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::heartbeat::{self, HeartbeatSender, PowerSource};
 use crate::ingest::Ingest;
 use crate::neighbors::NeighborTable;
+use crate::ota::{OtaAgent, OtaReport, OtaSettings, RebootRequest, Reporter};
 use crate::scheduler::{Scheduler, SchedulerHandle, SchedulerStats, TxLink};
 use crate::state::GatewayState;
 use crate::store::{Store, StoreOptions};
@@ -66,6 +67,8 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     uplink: Option<Uplink>,
+    reboot: RebootRequest,
+    ota: tokio::sync::watch::Receiver<OtaReport>,
 }
 
 impl Running {
@@ -77,6 +80,17 @@ impl Running {
     /// What the transmit scheduler has sent, and the duty cycle it used.
     pub fn scheduler_stats(&self) -> SchedulerStats {
         self.scheduler.stats()
+    }
+
+    /// Set once an installed update wants the machine rebooted; check it
+    /// after [`Running::wait`] returns.
+    pub fn reboot_request(&self) -> RebootRequest {
+        self.reboot.clone()
+    }
+
+    /// The latest over-the-air update report.
+    pub fn ota_report(&self) -> OtaReport {
+        self.ota.borrow().clone()
     }
 
     /// Downlink outcomes and transmissions so far.
@@ -204,8 +218,43 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         Duration::from_secs(config.mailbox.sync_offer_interval_s),
     )));
     tasks.spawn(ingest.run(events_rx, shutdown.clone()));
+
+    let ota_settings = config
+        .ota
+        .as_ref()
+        .map(|section| OtaSettings::from_config(section, &data_dir));
+    let running_version = ota_settings.as_ref().map_or_else(
+        || crate::uplink::VERSION.to_string(),
+        OtaSettings::running_version,
+    );
+    let reporter = Reporter::new(
+        store.clone(),
+        state.clone(),
+        identity.device_id(),
+        uplink.as_ref().map(Uplink::publisher),
+        &running_version,
+    );
+    let ota = reporter.subscribe();
+    let reboot = RebootRequest::default();
+    let (ota_commands_tx, ota_commands_rx) = mpsc::unbounded_channel();
+    tasks.spawn(
+        OtaAgent::new(
+            ota_settings,
+            reporter,
+            store.clone(),
+            state.clone(),
+            uplink.as_ref().map(Uplink::status),
+            reboot.clone(),
+            shutdown.clone(),
+        )
+        .run(ota_commands_rx),
+    );
     if let Some(incoming) = incoming {
-        tasks.spawn(mailbox.clone().accept(incoming, shutdown.clone()));
+        tasks.spawn(
+            mailbox
+                .clone()
+                .accept(incoming, ota_commands_tx, shutdown.clone()),
+        );
     }
     tasks.spawn(mailbox.clone().run(reports_rx, shutdown.clone()));
 
@@ -283,6 +332,8 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         shutdown,
         tasks,
         uplink,
+        reboot,
+        ota,
     })
 }
 

@@ -48,6 +48,8 @@ pub use outbox::{Outbox, OutboxError};
 pub use status::UplinkStatus;
 pub use topics::Topics;
 
+pub(crate) use tls::system_roots;
+
 use connection::ConnectionSettings;
 use payload::StatePayload;
 use publisher::{ExtraRequest, Publisher};

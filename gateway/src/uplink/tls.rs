@@ -19,7 +19,7 @@ use super::config::MqttConfig;
 pub fn client_config(config: &MqttConfig) -> Result<Arc<ClientConfig>, String> {
     let roots = match &config.ca_file {
         Some(path) => roots_from_file(path)?,
-        None => system_roots()?,
+        None => system_roots().map_err(|e| format!("{e}; set mqtt.ca_file to the broker's CA"))?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
@@ -73,7 +73,8 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-fn system_roots() -> Result<RootCertStore, String> {
+/// The operating system's CA certificates (also used for https downloads).
+pub(crate) fn system_roots() -> Result<RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(found.certs);
@@ -83,9 +84,7 @@ fn system_roots() -> Result<RootCertStore, String> {
             .first()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
-        return Err(format!(
-            "no system CA certificates found{why}; set mqtt.ca_file to the broker's CA"
-        ));
+        return Err(format!("no system CA certificates found{why}"));
     }
     Ok(roots)
 }

@@ -19,6 +19,8 @@ use super::config::{check_topic_level_path, ConfigError};
 pub const GATEWAY_RECEIPT: &str = "gateway_receipt";
 /// Outbox message type of the gateway's own heartbeat.
 pub const GATEWAY_HEARTBEAT: &str = "gateway_heartbeat";
+/// Outbox message type of an update's outcome (published on `ota/progress`).
+pub const GATEWAY_OTA: &str = "gateway_ota";
 
 /// The topic tree of one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +71,13 @@ impl Topics {
     }
 
     /// The topic of an outbox entry the gateway itself originated (message
-    /// types [`GATEWAY_RECEIPT`] and [`GATEWAY_HEARTBEAT`]); `None` for
+    /// types [`GATEWAY_RECEIPT`], [`GATEWAY_HEARTBEAT`], [`GATEWAY_OTA`]); `None` for
     /// messages heard from devices, which go to [`Topics::up`].
     pub fn gateway_topic(&self, message_type: &str) -> Option<String> {
         match message_type {
             GATEWAY_RECEIPT => Some(self.receipt()),
             GATEWAY_HEARTBEAT => Some(self.heartbeat()),
+            GATEWAY_OTA => Some(self.ota_progress()),
             _ => None,
         }
     }

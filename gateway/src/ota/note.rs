@@ -1,0 +1,150 @@
+//! The agent's note on `/data`: the update in progress, where it got to.
+//!
+//! The note is what makes an update survive a restart, a power cut and the
+//! reboot into the new system. It is written (atomically: temporary file,
+//! fsync, rename, fsync of the directory) before each step it describes, so
+//! after any interruption the agent knows what to do next: continue the
+//! download, check the bundle and install again, or, after the reboot,
+//! check the new system's health — or notice that the bootloader went back
+//! to the old slot and report the rollback.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::command::UpdateCommand;
+
+/// How far an update got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Accepted (the command is acknowledged): downloading and checking.
+    Accepted,
+    /// `rauc install` was started; if we find this after a restart, the
+    /// install was interrupted and is done again.
+    Installing,
+    /// Installed; the gateway is rebooting (or has rebooted) into it.
+    Rebooting,
+}
+
+/// The update in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateNote {
+    pub command: UpdateCommand,
+    pub phase: Phase,
+    /// The version that was running when the update was accepted.
+    pub from_version: String,
+    /// Bootname of the slot that was running, and of the slot installed into.
+    #[serde(default)]
+    pub from_slot: Option<String>,
+    #[serde(default)]
+    pub target_slot: Option<String>,
+    /// Radio links that were up before the reboot: the new system must
+    /// bring them up again to be called healthy.
+    #[serde(default)]
+    pub links_up: Vec<String>,
+    /// Whether the MQTT broker was reached before the reboot.
+    #[serde(default)]
+    pub uplink_connected: bool,
+    /// Boots of the new system that failed their health check so far.
+    #[serde(default)]
+    pub failed_health_checks: u32,
+}
+
+/// Where the note lives.
+#[derive(Debug, Clone)]
+pub struct NoteFile {
+    path: PathBuf,
+}
+
+impl NoteFile {
+    pub fn new(dir: &Path) -> NoteFile {
+        NoteFile {
+            path: dir.join("update.json"),
+        }
+    }
+
+    /// The note, if an update is in progress. A note we cannot read is
+    /// reported and treated as none: a stuck note must never stop updates.
+    pub fn load(&self) -> Result<Option<UpdateNote>, String> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!(
+                    "{} is damaged ({e}); the update it described is abandoned",
+                    self.path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", self.path.display())),
+        }
+    }
+
+    pub fn save(&self, note: &UpdateNote) -> Result<(), String> {
+        let text = serde_json::to_vec_pretty(note).map_err(|e| e.to_string())?;
+        write_durably(&self.path, &text)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    pub fn remove(&self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note() -> UpdateNote {
+        UpdateNote {
+            command: UpdateCommand {
+                id: "r1".into(),
+                url: "http://h/b".into(),
+                version: "2.0.0".into(),
+                sha256: "0".repeat(64),
+                allow_downgrade: false,
+            },
+            phase: Phase::Rebooting,
+            from_version: "1.0.0".into(),
+            from_slot: Some("A".into()),
+            target_slot: Some("B".into()),
+            links_up: vec!["rnode0".into()],
+            uplink_connected: true,
+            failed_health_checks: 0,
+        }
+    }
+
+    #[test]
+    fn a_note_survives_save_and_load_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = NoteFile::new(&dir.path().join("ota"));
+        assert_eq!(file.load().unwrap(), None);
+        file.save(&note()).unwrap();
+        assert_eq!(file.load().unwrap(), Some(note()));
+        file.remove();
+        assert_eq!(file.load().unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_note_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = NoteFile::new(dir.path());
+        std::fs::write(dir.path().join("update.json"), b"{half").unwrap();
+        assert!(file.load().unwrap_err().contains("damaged"));
+    }
+}
