@@ -1,5 +1,7 @@
 //! seed-e2e: black-box test harnesses built from real parts.
 //!
+//! - [`bundle_server`]: an HTTP file server for update bundles (Range,
+//!   broken transfers, impossible sizes).
 //! - [`browser`]: a real headless Chromium (chromedriver + fantoccini) with
 //!   a phone-sized window, for the status page.
 //! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
@@ -10,16 +12,19 @@
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
+//! - [`rauc_bundles`]: test signing keys and RAUC bundles made with Debian's rauc.
 //! - [`qemu`]: the appliance test image booted in QEMU (status page port
 //!   forward, RNode port, debug shell, power cut).
 //! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
 //!   emulated packet forwarder or RNode) as a child process, and its summary.
 
 pub mod browser;
+pub mod bundle_server;
 pub mod demo;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
 pub mod qemu;
+pub mod rauc_bundles;
 pub mod simulate;

@@ -525,3 +525,65 @@ fn rand_suffix() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}-{nanos}", std::process::id())
 }
+
+/// Backends started in this process, for unique client ids.
+static BACKENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// An MQTT client playing the backend.
+pub struct Backend {
+    client: AsyncClient,
+    pubacks: mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Backend {
+    /// Connects (on the anonymous observer listener) as the backend.
+    pub async fn connect(broker: &Mosquitto) -> Backend {
+        let mut options = MqttOptions::new(
+            format!(
+                "test-backend-{}-{}",
+                std::process::id(),
+                BACKENDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+            "127.0.0.1",
+            broker.observer_port(),
+        );
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (tx, pubacks) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+        Backend {
+            client,
+            pubacks,
+            task,
+        }
+    }
+
+    /// Publishes with QoS 1 and waits for the broker's PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: &[u8]) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .await
+            .expect("publish queued");
+        tokio::time::timeout(START_TIMEOUT * 6, self.pubacks.recv())
+            .await
+            .expect("broker PUBACK")
+            .expect("backend client running");
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -15,12 +15,11 @@ use std::time::Duration;
 use base64::Engine;
 use radio_bridge::frame::{DeviceClass, Frame, Message, PowerState};
 use radio_bridge::simulator::devices::device_identity;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::Publish;
 use seed_e2e::gateway::{binary, GatewayProcess, TestConfig};
-use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions, Subscriber};
+use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
 use seed_gateway::daemon::request_id;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 /// Bound on every wait; generous, since a loaded machine is slow, and a
 /// pass never depends on it being short.
@@ -179,59 +178,6 @@ impl Rig {
 
     fn simulate(&self, devices: usize, extra: &[&str]) -> Simulator {
         Simulator::start(self.config.gwmp, devices, extra)
-    }
-}
-
-/// An MQTT client playing the backend.
-struct Backend {
-    client: AsyncClient,
-    pubacks: mpsc::UnboundedReceiver<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Backend {
-    async fn connect(broker: &Mosquitto) -> Backend {
-        let mut options = MqttOptions::new(
-            format!("test-backend-{}", std::process::id()),
-            "127.0.0.1",
-            broker.observer_port(),
-        );
-        options.set_keep_alive(Duration::from_secs(5));
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let (tx, pubacks) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        let _ = tx.send(());
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-        });
-        Backend {
-            client,
-            pubacks,
-            task,
-        }
-    }
-
-    async fn publish(&mut self, topic: &str, payload: &[u8]) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
-            .await
-            .expect("publish queued");
-        tokio::time::timeout(WAIT, self.pubacks.recv())
-            .await
-            .expect("broker PUBACK")
-            .expect("backend client running");
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

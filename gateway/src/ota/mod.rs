@@ -199,12 +199,11 @@ impl OtaAgent {
                         busy_with = Some(command.clone());
                         let settings = inner.settings.as_ref().expect("accept checks settings");
                         let running = settings.running_version();
-                        let from_slot = None;
                         let note = UpdateNote {
                             command,
                             phase: Phase::Accepted,
                             from_version: running,
-                            from_slot,
+                            from_slot: None,
                             target_slot: None,
                             links_up: Vec::new(),
                             uplink_connected: false,
@@ -390,7 +389,12 @@ impl Inner {
                  send \"allow_downgrade\": true to install it anyway"
             )));
         }
-        let status = settings.rauc.status().await.map_err(Stop::Failed)?;
+        self.reporter.progress(report("installing"));
+        let status = settings
+            .rauc
+            .status()
+            .await
+            .map_err(|e| Stop::Failed(format!("installing failed: {e}")))?;
         note.from_slot = Some(status.booted.clone());
         note.target_slot = status.other_rootfs().and_then(|s| s.bootname.clone());
         note.phase = Phase::Installing;
@@ -398,7 +402,6 @@ impl Inner {
             .save(note)
             .map_err(Stop::Failed)?;
         let mut last = None;
-        self.reporter.progress(report("installing"));
         let installed = settings
             .rauc
             .install(&bundle, |percent| {
