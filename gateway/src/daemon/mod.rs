@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::heartbeat::{self, HeartbeatSender, PowerSource};
 use crate::ingest::Ingest;
 use crate::neighbors::NeighborTable;
-use crate::ota::{OtaAgent, OtaReport, OtaSettings, RebootRequest, Reporter};
+use crate::ota::{OtaAgent, OtaHandle, OtaSettings, RebootRequest, Reporter};
 use crate::scheduler::{Scheduler, SchedulerHandle, SchedulerStats, TxLink};
 use crate::state::GatewayState;
 use crate::store::{Store, StoreOptions};
@@ -68,7 +68,7 @@ pub struct Running {
     tasks: JoinSet<()>,
     uplink: Option<Uplink>,
     reboot: RebootRequest,
-    ota: tokio::sync::watch::Receiver<OtaReport>,
+    ota: OtaHandle,
 }
 
 impl Running {
@@ -88,9 +88,9 @@ impl Running {
         self.reboot.clone()
     }
 
-    /// The latest over-the-air update report.
-    pub fn ota_report(&self) -> OtaReport {
-        self.ota.borrow().clone()
+    /// The over-the-air update agent: its latest report, uploads.
+    pub fn ota(&self) -> &OtaHandle {
+        &self.ota
     }
 
     /// Downlink outcomes and transmissions so far.
@@ -234,9 +234,14 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         uplink.as_ref().map(Uplink::publisher),
         &running_version,
     );
-    let ota = reporter.subscribe();
     let reboot = RebootRequest::default();
     let (ota_commands_tx, ota_commands_rx) = mpsc::unbounded_channel();
+    let (uploads_tx, uploads_rx) = mpsc::channel(1);
+    let ota = OtaHandle::new(
+        uploads_tx,
+        reporter.subscribe(),
+        ota_settings.as_ref().map(|s| s.dir.clone()),
+    );
     tasks.spawn(
         OtaAgent::new(
             ota_settings,
@@ -247,7 +252,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
             reboot.clone(),
             shutdown.clone(),
         )
-        .run(ota_commands_rx),
+        .run(ota_commands_rx, uploads_rx),
     );
     if let Some(incoming) = incoming {
         tasks.spawn(

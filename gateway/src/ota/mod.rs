@@ -160,12 +160,17 @@ impl OtaAgent {
         }
     }
 
-    /// Resumes an update found in the note, then takes commands, one
-    /// update at a time, until shutdown.
-    pub async fn run(self, mut commands: mpsc::UnboundedReceiver<IncomingMessage>) {
+    /// Resumes an update found in the note, then takes commands and
+    /// uploads, one update at a time, until shutdown.
+    pub async fn run(
+        self,
+        mut commands: mpsc::UnboundedReceiver<IncomingMessage>,
+        mut uploads: mpsc::Receiver<Upload>,
+    ) {
         let inner = self.inner;
         let mut job: Option<Job> = None;
         let mut busy_with: Option<UpdateCommand> = None;
+        let mut uploads_open = true;
         if let Some(settings) = &inner.settings {
             let notes = NoteFile::new(&settings.dir);
             match notes.load() {
@@ -181,7 +186,7 @@ impl OtaAgent {
             }
         }
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 _ = inner.shutdown.cancelled() => {
                     // Let the job see the shutdown and leave its note in order.
                     if let Some(job) = job.take() {
@@ -192,39 +197,117 @@ impl OtaAgent {
                 _ = async { job.as_mut().expect("guarded").await }, if job.is_some() => {
                     job = None;
                     busy_with = None;
+                    continue;
                 }
                 message = commands.recv() => {
                     let Some(message) = message else { return };
-                    if let Some(command) = inner.accept(&message.payload, busy_with.as_ref()).await {
-                        busy_with = Some(command.clone());
-                        let settings = inner.settings.as_ref().expect("accept checks settings");
-                        let running = settings.running_version();
-                        let note = UpdateNote {
-                            command,
-                            phase: Phase::Accepted,
-                            from_version: running,
-                            from_slot: None,
-                            target_slot: None,
-                            links_up: Vec::new(),
-                            uplink_connected: false,
-                            failed_health_checks: 0,
-                        };
-                        match NoteFile::new(&settings.dir).save(&note) {
-                            Ok(()) => job = Some(Box::pin(inner.clone().carry_out(note))),
-                            Err(e) => {
-                                // Not acked: the broker offers it again later.
-                                inner.state.event("ota", "error", format!("Cannot accept an update: {e}"));
-                                busy_with = None;
-                                continue;
-                            }
+                    let Some(command) = inner.accept(&message.payload, busy_with.as_ref()).await else {
+                        ack(message).await;
+                        continue;
+                    };
+                    match inner.start(command.clone()) {
+                        Ok(started) => {
+                            ack(message).await;
+                            Some((command, started))
+                        }
+                        // Not acked: the broker offers it again later.
+                        Err(e) => {
+                            inner.state.event("ota", "error", format!("Cannot accept an update: {e}"));
+                            None
                         }
                     }
-                    if let Err(e) = message.ack.ack().await {
-                        tracing::info!("OTA command handled but not acked: {e}");
-                    }
                 }
+                upload = uploads.recv(), if uploads_open => {
+                    let Some(upload) = upload else {
+                        uploads_open = false;
+                        continue;
+                    };
+                    let outcome = inner.accept_upload(&upload, busy_with.as_ref()).await;
+                    let started = outcome.and_then(|command| {
+                        let started = inner.start(command.clone())?;
+                        Ok((command, started))
+                    });
+                    if let Err(reason) = &started {
+                        inner.state.event("ota", "warn", format!("Uploaded update refused: {reason}"));
+                    }
+                    let reply = started.as_ref().map(|(c, _)| format!("Update to version {} started", c.version));
+                    let _ = upload.reply.send(reply.map_err(Clone::clone));
+                    started.ok()
+                }
+            };
+            if let Some((command, started)) = accepted {
+                busy_with = Some(command);
+                job = Some(started);
             }
         }
+    }
+}
+
+/// A bundle uploaded on the admin page, waiting in the download directory.
+pub struct Upload {
+    pub file: PathBuf,
+    pub allow_downgrade: bool,
+    /// `Ok(sentence)` once the update started; `Err(reason)` if refused.
+    pub reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// What the rest of the gateway (the admin page) may ask of the agent.
+#[derive(Clone)]
+pub struct OtaHandle {
+    uploads: mpsc::Sender<Upload>,
+    report: watch::Receiver<OtaReport>,
+    upload_dir: Option<PathBuf>,
+}
+
+impl OtaHandle {
+    pub fn new(
+        uploads: mpsc::Sender<Upload>,
+        report: watch::Receiver<OtaReport>,
+        upload_dir: Option<PathBuf>,
+    ) -> OtaHandle {
+        OtaHandle {
+            uploads,
+            report,
+            upload_dir,
+        }
+    }
+
+    /// The latest report (progress or outcome).
+    pub fn report(&self) -> OtaReport {
+        self.report.borrow().clone()
+    }
+
+    /// Where an uploaded bundle must be written (`None`: updates are off).
+    /// On the data partition, so installing needs no second copy.
+    pub fn upload_dir(&self) -> Option<&Path> {
+        self.upload_dir.as_deref()
+    }
+
+    /// Starts an update from an uploaded bundle file.
+    pub async fn install_upload(
+        &self,
+        file: PathBuf,
+        allow_downgrade: bool,
+    ) -> Result<String, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let upload = Upload {
+            file,
+            allow_downgrade,
+            reply,
+        };
+        self.uploads
+            .send(upload)
+            .await
+            .map_err(|_| "the update agent has stopped".to_string())?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err("the update agent has stopped".into()))
+    }
+}
+
+async fn ack(message: IncomingMessage) {
+    if let Err(e) = message.ack.ack().await {
+        tracing::info!("OTA command handled but not acked: {e}");
     }
 }
 
@@ -280,6 +363,75 @@ impl Inner {
             return None;
         }
         Some(command)
+    }
+
+    /// Notes an accepted command on disk and returns the job that carries
+    /// it out; the note is what an acknowledgement promises.
+    fn start(self: &Arc<Self>, command: UpdateCommand) -> Result<Job, String> {
+        let settings = self.settings();
+        let note = UpdateNote {
+            command,
+            phase: Phase::Accepted,
+            from_version: settings.running_version(),
+            from_slot: None,
+            target_slot: None,
+            links_up: Vec::new(),
+            uplink_connected: false,
+            failed_health_checks: 0,
+        };
+        NoteFile::new(&settings.dir).save(&note)?;
+        Ok(Box::pin(self.clone().carry_out(note)))
+    }
+
+    /// Turns an uploaded bundle into a command: its version is what its
+    /// (signature-checked) manifest says, its hash is computed here. The
+    /// file is moved to where a downloaded bundle would be, so the rest of
+    /// the path is the same as for the backend's commands.
+    async fn accept_upload(
+        &self,
+        upload: &Upload,
+        busy_with: Option<&UpdateCommand>,
+    ) -> Result<UpdateCommand, String> {
+        let remove = || {
+            let _ = std::fs::remove_file(&upload.file);
+        };
+        let Some(settings) = &self.settings else {
+            remove();
+            return Err(
+                "updates are not enabled on this gateway (no [ota] section in its configuration)"
+                    .into(),
+            );
+        };
+        if let Some(current) = busy_with {
+            remove();
+            return Err(format!(
+                "another update (version {}) is in progress",
+                current.version
+            ));
+        }
+        let checked = async {
+            let info = settings
+                .rauc
+                .info(&upload.file)
+                .await
+                .map_err(|e| format!("RAUC does not accept the bundle: {e}"))?;
+            let sha256 = sha256_of(&upload.file).await?;
+            let bundle = settings.dir.join(format!("{}.raucb", &sha256[..16]));
+            std::fs::rename(&upload.file, &bundle)
+                .map_err(|e| format!("cannot keep the bundle: {e}"))?;
+            Ok::<_, String>(UpdateCommand {
+                id: format!("upload-{}", &sha256[..16]),
+                url: "upload:".into(),
+                version: info.version.unwrap_or_default(),
+                sha256,
+                allow_downgrade: upload.allow_downgrade,
+            })
+        };
+        let command = checked.await;
+        if command.is_err() {
+            remove();
+        }
+        command
     }
 
     /// Picks an interrupted update up where the note says it was.
