@@ -171,6 +171,7 @@ impl OtaAgent {
         let mut job: Option<Job> = None;
         let mut busy_with: Option<UpdateCommand> = None;
         let mut uploads_open = true;
+        let mut commands_open = true;
         if let Some(settings) = &inner.settings {
             let notes = NoteFile::new(&settings.dir);
             match notes.load() {
@@ -199,8 +200,13 @@ impl OtaAgent {
                     busy_with = None;
                     continue;
                 }
-                message = commands.recv() => {
-                    let Some(message) = message else { return };
+                message = commands.recv(), if commands_open => {
+                    // No broker configured: no commands, but uploads and a
+                    // resumed update still run.
+                    let Some(message) = message else {
+                        commands_open = false;
+                        continue;
+                    };
                     let Some(command) = inner.accept(&message.payload, busy_with.as_ref()).await else {
                         ack(message).await;
                         continue;
