@@ -12,6 +12,7 @@
 
 mod downlinks;
 mod links;
+mod supervisor;
 mod sync_offers;
 mod view;
 
@@ -37,7 +38,8 @@ use crate::store::{Store, StoreOptions};
 use crate::uplink::Uplink;
 
 pub use downlinks::{request_id, MailboxCounters, DOWNLINKS_PER_WINDOW, MAX_DOWNLINK_FRAME};
-pub use links::links_from_config;
+pub use links::{bound_gwmp_link, links_from_config};
+pub use supervisor::{LinkControl, Rebuild, RestartError};
 pub use view::GatewayViewImpl;
 
 /// Store key of the persisted neighbor table.
@@ -51,6 +53,9 @@ pub struct LinkSpec {
     pub link: Box<dyn Link>,
     pub kind: &'static str,
     pub params: RadioParams,
+    /// How to build the link again when the admin restarts it; `None`
+    /// answers a restart with "cannot be restarted".
+    pub rebuild: Option<Rebuild>,
 }
 
 /// A running gateway.
@@ -63,6 +68,7 @@ pub struct Running {
     pub store: Store,
     scheduler: SchedulerHandle,
     mailbox: downlinks::Mailbox,
+    links: LinkControl,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     uplink: Option<Uplink>,
@@ -77,6 +83,11 @@ impl Running {
     /// What the transmit scheduler has sent, and the duty cycle it used.
     pub fn scheduler_stats(&self) -> SchedulerStats {
         self.scheduler.stats()
+    }
+
+    /// Restarts radio links by name (what the admin page's button does).
+    pub fn link_control(&self) -> &LinkControl {
+        &self.links
     }
 
     /// Downlink outcomes and transmissions so far.
@@ -139,23 +150,32 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     let mut tasks = JoinSet::new();
 
     // Links: each gets its own transmit queue; all share one event channel.
+    // Each runs under a supervisor that can restart it (admin page).
     let (events_tx, events_rx) = mpsc::channel::<LinkEvent>(4096);
     let mut tx_links = Vec::new();
+    let mut link_control = supervisor::LinkControlBuilder::default();
     for spec in links {
         let name = spec.link.name().to_string();
         state.add_link(&name, spec.kind, spec.link.counters());
         let (transmit_tx, transmit_rx) = mpsc::channel(64);
         tx_links.push(TxLink {
-            name,
+            name: name.clone(),
             transmit: transmit_tx,
             params: spec.params,
         });
-        tasks.spawn(
-            spec.link
-                .run(events_tx.clone(), transmit_rx, shutdown.clone()),
+        let supervisor = supervisor::Supervisor::new(
+            &name,
+            spec.rebuild,
+            state.clone(),
+            events_tx.clone(),
+            transmit_rx,
+            &mut link_control,
+            shutdown.clone(),
         );
+        tasks.spawn(supervisor.run(spec.link));
     }
     drop(events_tx);
+    let link_control = link_control.build();
 
     let region = match config.region.name.as_str() {
         "unrestricted" => Region::Unrestricted,
@@ -249,6 +269,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         scheduler_handle.clone(),
         uplink.as_ref().map(Uplink::status),
         mailbox.clone(),
+        link_control.clone(),
         config.clone(),
     ));
     let http_addr = {
@@ -280,6 +301,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         store,
         scheduler: scheduler_handle,
         mailbox,
+        links: link_control,
         shutdown,
         tasks,
         uplink,

@@ -16,6 +16,7 @@ use web_ui::{
 };
 
 use super::downlinks::Mailbox;
+use super::supervisor::{LinkControl, RestartError};
 use crate::config::Config;
 use crate::neighbors::{self, NeighborTable};
 use crate::scheduler::SchedulerHandle;
@@ -32,6 +33,7 @@ pub struct GatewayViewImpl {
     scheduler: SchedulerHandle,
     uplink: Option<watch::Receiver<UplinkStatus>>,
     mailbox: Mailbox,
+    links: LinkControl,
     config: Config,
     live: broadcast::Sender<web_ui::LiveEvent>,
 }
@@ -43,6 +45,7 @@ impl GatewayViewImpl {
         scheduler: SchedulerHandle,
         uplink: Option<watch::Receiver<UplinkStatus>>,
         mailbox: Mailbox,
+        links: LinkControl,
         config: Config,
     ) -> GatewayViewImpl {
         let (live, _) = broadcast::channel(256);
@@ -52,6 +55,7 @@ impl GatewayViewImpl {
             scheduler,
             uplink,
             mailbox,
+            links,
             config,
             live,
         };
@@ -147,6 +151,24 @@ impl GatewayViewImpl {
                 }
             })
             .collect()
+    }
+}
+
+impl GatewayViewImpl {
+    /// Runs on web-ui's blocking pool, so waiting for the restart (bounded
+    /// by the supervisor's drain and stop limits) stalls no async task.
+    fn restart_link(&self, name: &str) -> Result<String, String> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "The gateway is not running.".to_string())?;
+        match handle.block_on(self.links.restart(name)) {
+            Ok(()) => Ok(format!(
+                "Radio {name} restarted. It reconnects to its device now."
+            )),
+            Err(RestartError::UnknownLink(_)) => Err(format!(
+                "Not found: there is no radio called \u{201c}{name}\u{201d} on this gateway. Nothing was restarted."
+            )),
+            Err(e) => Err(format!("Radio {name} was not restarted: {e}.")),
+        }
     }
 }
 
@@ -363,9 +385,7 @@ impl GatewayView for GatewayViewImpl {
                 self.state.wake_uplink();
                 Ok("Sending waiting messages now.".into())
             }
-            AdminAction::RestartLink(name) => Err(format!(
-                "Radio {name} restarts by itself when it fails; a manual restart is not available in this version."
-            )),
+            AdminAction::RestartLink(name) => self.restart_link(&name),
             _ => Err("This action is not available in this version.".into()),
         }
     }

@@ -1,0 +1,86 @@
+//! The admin page's actions against a whole gateway in this process.
+
+mod common;
+
+use common::{admin_post, get, log_in, Rig, LINK};
+
+/// Restarting a radio link from the admin page: the in-flight work
+/// finishes, the link comes back on the same UDP port, frames are stored
+/// and acked over the air again, and its totals keep counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_link_from_the_admin_page_keeps_frames_flowing() {
+    let mut rig = Rig::start().await;
+    rig.send_and_await_ack("before restart").await;
+
+    let session = log_in(rig.http).await;
+    let page = admin_post(rig.http, &session, "/admin/restart-link", &[("link", LINK)]).await;
+    assert!(
+        page.text().contains(&format!("Radio {LINK} restarted")),
+        "admin page after restart: {}",
+        page.text()
+    );
+
+    // The new driver learns the downlink path from the forwarder's next
+    // PULL_DATA, as after any reconnect; send it now instead of waiting.
+    let token = rig.forwarder.pull_data().await.unwrap();
+    tokio::time::timeout(common::LIMIT, rig.forwarder.wait_pull_ack(token))
+        .await
+        .expect("the restarted link answers PULL_DATA on the same port");
+    rig.send_and_await_ack("after restart").await;
+
+    let status = get(rig.http, "/api/v1/status", None).await.json();
+    let link = status["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == LINK)
+        .expect("link listed");
+    assert_eq!(
+        link["frames_received"], 2,
+        "totals carry over the restart: {link}"
+    );
+    let events = status["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["text"] == format!("Radio {LINK} restarted by admin")),
+        "restart event in {events:?}"
+    );
+    let stored = rig.running.store.pending(0, 100).await.unwrap();
+    let transactions = stored
+        .iter()
+        .filter(|e| e.message_type == "transaction")
+        .count();
+    assert_eq!(transactions, 2, "both transactions stored");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_an_unknown_link_says_not_found() {
+    let rig = Rig::start().await;
+    let session = log_in(rig.http).await;
+    let page = admin_post(
+        rig.http,
+        &session,
+        "/admin/restart-link",
+        &[("link", "no-such-radio")],
+    )
+    .await;
+    let text = page.text();
+    assert!(
+        text.contains("Not found: there is no radio called"),
+        "{text}"
+    );
+    assert!(text.contains("no-such-radio"), "{text}");
+    // Nothing else was disturbed.
+    let status = get(rig.http, "/api/v1/status", None).await.json();
+    assert!(!status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("restarted by admin")));
+    rig.stop().await;
+}
