@@ -11,6 +11,8 @@
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`heartbeat`]: the gateway's own heartbeat, paced by its power supply.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
+//! - [`logs`]: recent log lines kept in memory, and the system log's tail, for the
+//!   diagnostic bundle.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
 //! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod daemon;
 pub mod heartbeat;
 pub mod ingest;
+pub mod logs;
 pub mod neighbors;
 pub mod scheduler;
 pub mod shutdown;

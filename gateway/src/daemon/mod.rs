@@ -330,13 +330,17 @@ async fn save_neighbors_periodically(
     }
 }
 
-/// Starts logging at `level` (or `RUST_LOG`), to stderr.
+/// Starts logging at `level` (or `RUST_LOG`), to stderr and into the
+/// in-memory ring the diagnostic bundle reads ([`crate::logs`]).
 pub fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(crate::logs::RingLayer)
         .try_init();
 }

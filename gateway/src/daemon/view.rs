@@ -18,6 +18,7 @@ use web_ui::{
 use super::downlinks::Mailbox;
 use super::supervisor::{LinkControl, RestartError};
 use crate::config::Config;
+use crate::logs;
 use crate::neighbors::{self, NeighborTable};
 use crate::scheduler::SchedulerHandle;
 use crate::state::{Event, GatewayState};
@@ -394,9 +395,31 @@ impl GatewayView for GatewayViewImpl {
         let status = serde_json::to_string_pretty(&self.status()).unwrap_or_default();
         let neighbors = serde_json::to_string_pretty(&self.neighbors()).unwrap_or_default();
         let config = redacted_config(&self.config);
+        let ring = logs::global();
+        let mut own_log = ring.lines().join("\n");
+        if ring.missed() > 0 {
+            own_log.push_str(&format!(
+                "\n({} lines not kept: logging was busy)",
+                ring.missed()
+            ));
+        }
+        let system_log = match &self.config.gateway.system_log {
+            Some(path) => format!(
+                "== system log ({}, last {} KiB)\n{}",
+                path.display(),
+                logs::SYSTEM_LOG_TAIL / 1024,
+                logs::system_log_tail(path)
+            ),
+            None => "== system log\n(no system log file configured: gateway.system_log)\n".into(),
+        };
         let text = format!(
-            "seed-gateway diagnostics\n\n== status\n{status}\n\n== neighbors\n{neighbors}\n\n== config (secrets removed)\n{config}\n"
+            "seed-gateway diagnostics\n\n== status\n{status}\n\n== neighbors\n{neighbors}\n\n\
+             == config (secrets removed)\n{config}\n\n\
+             == gateway log (last {} lines kept in memory)\n{own_log}\n\n{system_log}",
+            logs::MAX_LINES
         );
+        // The logs may quote a secret (a broker URL with its password, say).
+        let text = logs::redact(&text, &self.secrets());
         DiagnosticBundle {
             file_name: format!(
                 "seed-gateway-{}-diagnostics.txt",
@@ -405,6 +428,25 @@ impl GatewayView for GatewayViewImpl {
             content_type: "text/plain; charset=utf-8".into(),
             bytes: text.into_bytes(),
         }
+    }
+}
+
+impl GatewayViewImpl {
+    /// Strings that must never leave the gateway in a bundle.
+    fn secrets(&self) -> Vec<&str> {
+        let mut secrets = Vec::new();
+        if let Some(password) = self
+            .config
+            .mqtt
+            .as_ref()
+            .and_then(|m| m.password.as_deref())
+        {
+            secrets.push(password);
+        }
+        if let Some(hash) = self.config.http.admin_password_hash.as_deref() {
+            secrets.push(hash);
+        }
+        secrets
     }
 }
 
