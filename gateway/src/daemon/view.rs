@@ -11,8 +11,8 @@ use radio_bridge::link::{unix_millis, LinkState as RadioLinkState};
 use tokio::sync::{broadcast, watch};
 use web_ui::{
     AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FrameCounters, GatewayView,
-    Identity, LinkState, LinkView, Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState,
-    Status, StorageView, UplinkView,
+    Identity, LatencyHistogram, LinkState, LinkView, Liveness, MailboxView, Neighbor, Queue,
+    QueueItem, QuotaState, Status, StorageView, UplinkView,
 };
 
 use super::downlinks::Mailbox;
@@ -23,7 +23,7 @@ use crate::neighbors::{self, NeighborTable};
 use crate::scheduler::SchedulerHandle;
 use crate::state::{Event, GatewayState};
 use crate::store::{self, Store};
-use crate::uplink::UplinkStatus;
+use crate::uplink::{PublishLatency, UplinkStatus};
 
 /// How often the live feed checks whether anything changed.
 const LIVE_CHECK: Duration = Duration::from_secs(1);
@@ -205,6 +205,14 @@ fn mhz(hz: u32) -> String {
     }
 }
 
+fn latency_view(l: &PublishLatency) -> LatencyHistogram {
+    LatencyHistogram {
+        bounds_s: l.bounds_ms.iter().map(|ms| *ms as f64 / 1000.0).collect(),
+        counts: l.counts.clone(),
+        sum_s: l.sum_ms as f64 / 1000.0,
+    }
+}
+
 fn quota_view(q: store::QuotaState) -> QuotaState {
     match q {
         store::QuotaState::Ok => QuotaState::Ok,
@@ -250,7 +258,10 @@ impl GatewayView for GatewayViewImpl {
                 oldest_pending_ms: stats.oldest_pending_ms,
                 published_total: uplink.as_ref().map_or(0, |u| u.published_total),
                 dropped_total: 0,
-                publish_latency: Default::default(),
+                publish_latency: uplink
+                    .as_ref()
+                    .map(|u| latency_view(&u.publish_latency))
+                    .unwrap_or_default(),
             },
             links: self.link_views(),
             duty_cycle,
