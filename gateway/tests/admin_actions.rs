@@ -84,3 +84,46 @@ async fn restarting_an_unknown_link_says_not_found() {
             .contains("restarted by admin")));
     rig.stop().await;
 }
+
+/// `by_type` counts the whole backlog, not only the 20 listed in `recent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_counts_every_waiting_message_by_type() {
+    let mut rig = Rig::start().await;
+    for n in 0..25 {
+        let frame = rig.transaction(&format!("queued {n}"));
+        rig.forwarder
+            .inject(&frame.bytes, -85.0, 6.0)
+            .await
+            .unwrap();
+    }
+    for seed in 0..3u8 {
+        let frame = common::heartbeat(&radio_bridge::identity::Identity::from_seed(
+            [seed + 100; 32],
+        ));
+        rig.forwarder
+            .inject(&frame.bytes, -85.0, 6.0)
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + common::LIMIT;
+    let queue = loop {
+        let queue = get(rig.http, "/api/v1/queue", None).await.json();
+        if queue["by_type"]["transaction"] == 25 && queue["by_type"]["heartbeat"] == 3 {
+            break queue;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue never counted 25 transactions and 3 heartbeats: {queue}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(queue["recent"].as_array().unwrap().len(), 20, "{queue}");
+    let counted: u64 = queue["by_type"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, queue["backlog"].as_u64().unwrap(), "{queue}");
+    rig.stop().await;
+}

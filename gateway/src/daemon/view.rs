@@ -1,7 +1,6 @@
 //! The gateway as the web UI sees it: snapshots of the shared state, the
 //! store and the uplink in the web-ui crate's model, plus the admin actions.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -342,14 +341,15 @@ impl GatewayView for GatewayViewImpl {
         let stats = self.store.stats();
         // The page shows a handful; a blocking read is fine here (web-ui
         // calls views on the blocking pool).
-        let recent = tokio::runtime::Handle::try_current()
-            .ok()
+        let handle = tokio::runtime::Handle::try_current().ok();
+        let recent = handle
+            .as_ref()
             .and_then(|h| h.block_on(self.store.pending(0, 20)).ok())
             .unwrap_or_default();
-        let mut by_type = BTreeMap::new();
-        for e in &recent {
-            *by_type.entry(e.message_type.clone()).or_insert(0) += 1;
-        }
+        let by_type = handle
+            .as_ref()
+            .and_then(|h| h.block_on(self.store.pending_by_type()).ok())
+            .unwrap_or_default();
         Queue {
             backlog: stats.backlog,
             oldest_pending_ms: stats.oldest_pending_ms,

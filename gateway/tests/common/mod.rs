@@ -131,6 +131,29 @@ impl Rig {
     }
 }
 
+/// A signed first heartbeat from `device`.
+pub fn heartbeat(device: &Identity) -> Frame {
+    use radio_bridge::frame::{Capabilities, DeviceClass, Heartbeat, PowerState};
+    Frame::sign(
+        Envelope {
+            version: ProtocolVersion::CURRENT,
+            device_id: device.device_id(),
+            to: None,
+            seq: None,
+            message: Message::Heartbeat(Heartbeat {
+                device_class: DeviceClass::Handheld,
+                timestamp_counter: 1,
+                power_state: PowerState::Normal,
+                ledger_height: 0,
+                sync_capable: true,
+                capabilities: Capabilities::default(),
+            }),
+        },
+        device.signing_key(),
+    )
+    .unwrap()
+}
+
 // ------------------------------------------------------------------ HTTP
 
 #[derive(Debug)]
