@@ -127,3 +127,48 @@ async fn the_queue_counts_every_waiting_message_by_type() {
     assert_eq!(counted, queue["backlog"].as_u64().unwrap(), "{queue}");
     rig.stop().await;
 }
+
+/// Ingest's reassembly counters reach the status document, its words and
+/// `/metrics` of the real gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_messages_are_counted_on_the_status_page_and_metrics() {
+    use radio_bridge::fragment::{fragment, sender_tag, MARKER};
+    let mut rig = Rig::start().await;
+    let frame = rig.transaction("a message split in three pieces");
+    let pieces = fragment(&frame.bytes, sender_tag(&rig.device.device_id()), 1, 60).unwrap();
+    assert!(pieces.len() >= 2);
+    for piece in &pieces {
+        rig.forwarder.inject(piece, -85.0, 6.0).await.unwrap();
+    }
+    // A piece too short to be a fragment.
+    rig.forwarder
+        .inject(&[MARKER, 1, 2, 3], -85.0, 6.0)
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + common::LIMIT;
+    let status = loop {
+        let status = get(rig.http, "/api/v1/status", None).await.json();
+        if status["fragments"]["completed"] == 1 && status["fragments"]["malformed"] == 1 {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fragments never counted: {}",
+            status["fragments"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        status["summary"]["fragments"]["text"],
+        "1 broken message piece ignored."
+    );
+    let metrics = get(rig.http, "/metrics", None).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "seed_fragments_total{outcome=\"completed\"} 1"),
+        "{metrics}"
+    );
+    rig.stop().await;
+}

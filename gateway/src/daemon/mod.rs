@@ -223,6 +223,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         scheduler_handle.clone(),
         Duration::from_secs(config.mailbox.sync_offer_interval_s),
     )));
+    let reassembly = ingest.reassembly_counters();
     tasks.spawn(ingest.run(events_rx, shutdown.clone()));
     if let Some(incoming) = incoming {
         tasks.spawn(mailbox.clone().accept(incoming, shutdown.clone()));
@@ -263,15 +264,18 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         shutdown.clone(),
     ));
 
-    let view = Arc::new(GatewayViewImpl::new(
-        state.clone(),
-        store.clone(),
-        scheduler_handle.clone(),
-        uplink.as_ref().map(Uplink::status),
-        mailbox.clone(),
-        link_control.clone(),
-        config.clone(),
-    ));
+    let view = Arc::new(
+        GatewayViewImpl::new(
+            state.clone(),
+            store.clone(),
+            scheduler_handle.clone(),
+            uplink.as_ref().map(Uplink::status),
+            mailbox.clone(),
+            link_control.clone(),
+            config.clone(),
+        )
+        .with_reassembly(reassembly),
+    );
     let http_addr = {
         let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {
             format!(

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use radio_bridge::duty_cycle::Band;
+use radio_bridge::fragment::ReassemblyCounters;
 use radio_bridge::link::{unix_millis, LinkState as RadioLinkState};
 use tokio::sync::{broadcast, watch};
 use web_ui::{
-    AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FrameCounters, GatewayView,
-    Identity, LatencyHistogram, LinkState, LinkView, Liveness, MailboxView, Neighbor, Queue,
-    QueueItem, QuotaState, Status, StorageView, UplinkView,
+    AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FragmentCounters,
+    FrameCounters, GatewayView, Identity, LatencyHistogram, LinkState, LinkView, Liveness,
+    MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
 };
 
 use super::downlinks::Mailbox;
@@ -36,6 +37,7 @@ pub struct GatewayViewImpl {
     links: LinkControl,
     config: Config,
     live: broadcast::Sender<web_ui::LiveEvent>,
+    reassembly: Arc<ReassemblyCounters>,
 }
 
 impl GatewayViewImpl {
@@ -58,6 +60,7 @@ impl GatewayViewImpl {
             links,
             config,
             live,
+            reassembly: Arc::default(),
         };
         view.spawn_live_feed();
         view
@@ -155,6 +158,12 @@ impl GatewayViewImpl {
 }
 
 impl GatewayViewImpl {
+    /// Shows ingest's fragment-reassembly counters (zeros until given).
+    pub fn with_reassembly(mut self, counters: Arc<ReassemblyCounters>) -> Self {
+        self.reassembly = counters;
+        self
+    }
+
     /// Runs on web-ui's blocking pool, so waiting for the restart (bounded
     /// by the supervisor's drain and stop limits) stalls no async task.
     fn restart_link(&self, name: &str) -> Result<String, String> {
@@ -291,6 +300,16 @@ impl GatewayView for GatewayViewImpl {
                 .state
                 .traffic()
                 .last_24h(unix_millis(SystemTime::now())),
+            fragments: {
+                let r = self.reassembly.snapshot();
+                FragmentCounters {
+                    completed: r.completed,
+                    timed_out: r.timed_out,
+                    evicted_for_memory: r.evicted_for_memory,
+                    malformed: r.malformed,
+                    duplicates: r.duplicates,
+                }
+            },
         }
     }
 
