@@ -187,6 +187,7 @@ async fn main() {
             link: Box::new(link),
             kind: "gwmp",
             params,
+            rebuild: None,
         }],
     )
     .await

@@ -52,6 +52,9 @@ pub struct GatewaySection {
     /// `error`, `warn`, `info`, `debug` or `trace`, or a tracing filter.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// The system log file whose tail goes into the diagnostic bundle
+    /// (the appliance's syslogd writes `/data/log/messages`).
+    pub system_log: Option<PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -60,6 +63,7 @@ impl Default for GatewaySection {
             data_dir: default_data_dir(),
             key_file: None,
             log_level: default_log_level(),
+            system_log: None,
         }
     }
 }

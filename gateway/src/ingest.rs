@@ -63,6 +63,11 @@ impl Ingest {
         self.observers.push(observer);
     }
 
+    /// What became of split messages; the status page and `/metrics` read it.
+    pub fn reassembly_counters(&self) -> Arc<radio_bridge::fragment::ReassemblyCounters> {
+        self.reassembler.counters()
+    }
+
     /// Runs until shutdown. On shutdown it stops taking radio frames but
     /// finishes the commit in flight, so nothing acked is lost.
     pub async fn run(mut self, mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {

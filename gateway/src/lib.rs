@@ -13,6 +13,8 @@
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`ota`]: over-the-air updates with RAUC: command, download, checks,
 //!   install, reboot, health check, rollback report.
+//! - [`logs`]: recent log lines kept in memory, and the system log's tail, for the
+//!   diagnostic bundle.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
 //! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod daemon;
 pub mod heartbeat;
 pub mod ingest;
+pub mod logs;
 pub mod neighbors;
 pub mod ota;
 pub mod scheduler;

@@ -180,6 +180,14 @@ impl GatewayState {
         );
     }
 
+    /// Points a link's entry at the counters of a new driver (after a
+    /// restart); state, RSSI and SNR stay until the new driver reports.
+    pub fn replace_link_counters(&self, name: &str, counters: Arc<LinkCounters>) {
+        if let Some(link) = self.links().get_mut(name) {
+            link.counters = counters;
+        }
+    }
+
     /// Records a link state change, with an event when it matters.
     pub fn set_link_state(&self, name: &str, state: LinkState) {
         let previous = {

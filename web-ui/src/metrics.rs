@@ -100,6 +100,7 @@ pub fn render(status: &Status, neighbors: &[Neighbor], now_ms: u64) -> String {
 
     links(&mut out, status);
     frames(&mut out, status);
+    fragments(&mut out, status);
     uplink(&mut out, status, now_ms);
     duty_cycle(&mut out, status);
     storage(&mut out, status);
@@ -210,6 +211,25 @@ fn frames(out: &mut Exposition, status: &Status) {
     );
     for (outcome, count) in status.frames.outcomes() {
         out.sample("seed_frames_total", &[("outcome", outcome)], count as f64);
+    }
+}
+
+fn fragments(out: &mut Exposition, status: &Status) {
+    let name = "seed_fragments_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Messages split over several radio packets, by reassembly outcome (pieces for malformed and duplicate).",
+    );
+    let f = &status.fragments;
+    for (outcome, count) in [
+        ("completed", f.completed),
+        ("timed_out", f.timed_out),
+        ("evicted_for_memory", f.evicted_for_memory),
+        ("malformed", f.malformed),
+        ("duplicate", f.duplicates),
+    ] {
+        out.sample(name, &[("outcome", outcome)], count as f64);
     }
 }
 

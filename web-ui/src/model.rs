@@ -29,6 +29,31 @@ pub struct Status {
     /// Frames heard per hour over the last 24 hours, oldest first; the last bucket is the
     /// current, still running hour. Always 24 entries when filled by the gateway.
     pub traffic_24h: Vec<u32>,
+    /// Messages too long for one radio packet arrive split in pieces; what became of them.
+    #[serde(default)]
+    pub fragments: FragmentCounters,
+}
+
+/// Reassembly of messages that arrived split over several radio packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentCounters {
+    /// Messages put back together from their pieces.
+    pub completed: u64,
+    /// Incomplete messages given up because their remaining pieces did not arrive in time.
+    pub timed_out: u64,
+    /// Incomplete messages dropped to keep memory bounded (too many at once).
+    pub evicted_for_memory: u64,
+    /// Pieces that were not valid fragments.
+    pub malformed: u64,
+    /// Pieces received twice (ignored).
+    pub duplicates: u64,
+}
+
+impl FragmentCounters {
+    /// Split messages that never became whole.
+    pub fn incomplete(&self) -> u64 {
+        self.timed_out + self.evicted_for_memory
+    }
 }
 
 /// Who this gateway is.

@@ -55,6 +55,8 @@ pub struct Summary {
     pub mailboxes: Line,
     pub neighbors: Line,
     pub traffic: Line,
+    /// Split messages that went wrong; absent (null) while nothing did.
+    pub fragments: Option<Line>,
 }
 
 /// Builds every sentence from one snapshot; `now_ms` is the gateway's clock.
@@ -81,6 +83,40 @@ pub fn summarize(status: &Status, neighbors: &[Neighbor], now_ms: u64) -> Summar
         mailboxes: mailbox_line(&status.mailboxes),
         neighbors: neighbors_line(neighbors),
         traffic: traffic_line(&status.traffic_24h),
+        fragments: fragments_line(&status.fragments),
+    }
+}
+
+/// "3 split messages could not be completed (pieces missing); 2 broken pieces ignored."
+fn fragments_line(f: &crate::model::FragmentCounters) -> Option<Line> {
+    let mut parts = Vec::new();
+    match f.incomplete() {
+        0 => {}
+        1 => parts.push("1 split message could not be completed (pieces missing)".to_string()),
+        n => parts.push(format!(
+            "{} split messages could not be completed (pieces missing)",
+            thousands(n)
+        )),
+    }
+    match f.malformed {
+        0 => {}
+        1 => parts.push("1 broken message piece ignored".to_string()),
+        n => parts.push(format!("{} broken message pieces ignored", thousands(n))),
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(Line {
+        level: Level::Warn,
+        text: format!("{}.", capitalize(&parts.join("; "))),
+    })
+}
+
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -568,7 +604,29 @@ mod tests {
             mailboxes: MailboxView::default(),
             events: vec![],
             traffic_24h: vec![0; 24],
+            fragments: Default::default(),
         }
+    }
+
+    #[test]
+    fn split_messages_are_mentioned_only_when_something_went_wrong() {
+        let mut st = status();
+        st.fragments.completed = 12;
+        st.fragments.duplicates = 3;
+        assert_eq!(summarize(&st, &[], 0).fragments, None);
+        st.fragments.timed_out = 2;
+        st.fragments.evicted_for_memory = 1;
+        let line = summarize(&st, &[], 0).fragments.expect("a sentence");
+        assert_eq!(line.level, Level::Warn);
+        assert_eq!(
+            line.text,
+            "3 split messages could not be completed (pieces missing)."
+        );
+        st.fragments.malformed = 1;
+        assert_eq!(
+            summarize(&st, &[], 0).fragments.unwrap().text,
+            "3 split messages could not be completed (pieces missing); 1 broken message piece ignored."
+        );
     }
 
     #[test]

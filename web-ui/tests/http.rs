@@ -852,3 +852,43 @@ async fn open_event_streams_are_bounded() {
     // The rest of the interface is unaffected.
     assert_eq!(get(server.addr, "/api/v1/status").await.status, 200);
 }
+
+#[tokio::test]
+async fn split_message_counters_are_in_status_metrics_and_words() {
+    let server = start(Fixture::new()).await;
+    let doc = get(server.addr, "/api/v1/status").await.json();
+    let f = &doc["fragments"];
+    assert_eq!(f["completed"], 41);
+    assert_eq!(f["timed_out"], 2);
+    assert_eq!(f["evicted_for_memory"], 1);
+    assert_eq!(f["malformed"], 5);
+    assert_eq!(f["duplicates"], 7);
+    assert_eq!(
+        doc["summary"]["fragments"]["text"],
+        "3 split messages could not be completed (pieces missing); 5 broken message pieces ignored."
+    );
+    assert_eq!(doc["summary"]["fragments"]["level"], "warn");
+
+    let text = get(server.addr, "/metrics").await.text();
+    assert!(
+        text.contains("# TYPE seed_fragments_total counter"),
+        "{text}"
+    );
+    for (outcome, value) in [
+        ("completed", 41),
+        ("timed_out", 2),
+        ("evicted_for_memory", 1),
+        ("malformed", 5),
+        ("duplicate", 7),
+    ] {
+        let line = format!("seed_fragments_total{{outcome=\"{outcome}\"}} {value}");
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+
+    // Nothing went wrong: no sentence, and the page keeps its line hidden.
+    server.fixture.status.lock().unwrap().fragments = Default::default();
+    let doc = get(server.addr, "/api/v1/status").await.json();
+    assert!(doc["summary"]["fragments"].is_null(), "{}", doc["summary"]);
+    let page = get(server.addr, "/").await.text();
+    assert!(page.contains("id=\"fragments-summary\" class=\"line\" hidden"));
+}

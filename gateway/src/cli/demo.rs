@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use radio_bridge::gwmp::{GwmpConfig, GwmpLink};
+use radio_bridge::gwmp::GwmpConfig;
 use radio_bridge::link::RadioParams;
 use radio_bridge::simulator::devices::FleetOptions;
 use radio_bridge::simulator::fleet_over_gwmp;
 
 use super::fail;
 use crate::config::{Config, MqttConfig};
-use crate::daemon::{self, LinkSpec};
+use crate::daemon;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -69,27 +69,23 @@ pub fn demo(args: DemoArgs) -> ExitCode {
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(async move {
-        let link = match GwmpLink::bind(GwmpConfig::new(
-            "sim-concentrator",
-            "127.0.0.1:0".parse().expect("literal address"),
-        ))
+        let (spec, gwmp_addr) = match daemon::bound_gwmp_link(
+            GwmpConfig::new(
+                "sim-concentrator",
+                "127.0.0.1:0".parse().expect("literal address"),
+            ),
+            RadioParams::default(),
+        )
         .await
         {
-            Ok(l) => l,
+            Ok(bound) => bound,
             Err(e) => {
                 return fail(format!(
                     "cannot open the simulated concentrator's UDP port: {e}"
                 ))
             }
         };
-        let Some(gwmp_addr) = link.local_addr() else {
-            return fail("the simulated concentrator has no local address");
-        };
-        let links = vec![LinkSpec {
-            link: Box::new(link),
-            kind: "gwmp",
-            params: RadioParams::default(),
-        }];
+        let links = vec![spec];
         let running = match daemon::start(&config, links).await {
             Ok(r) => r,
             Err(e) => return fail(e),

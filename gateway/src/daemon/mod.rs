@@ -12,6 +12,7 @@
 
 mod downlinks;
 mod links;
+mod supervisor;
 mod sync_offers;
 mod view;
 
@@ -38,7 +39,8 @@ use crate::store::{Store, StoreOptions};
 use crate::uplink::Uplink;
 
 pub use downlinks::{request_id, MailboxCounters, DOWNLINKS_PER_WINDOW, MAX_DOWNLINK_FRAME};
-pub use links::links_from_config;
+pub use links::{bound_gwmp_link, links_from_config};
+pub use supervisor::{LinkControl, Rebuild, RestartError};
 pub use view::GatewayViewImpl;
 
 /// Store key of the persisted neighbor table.
@@ -52,6 +54,9 @@ pub struct LinkSpec {
     pub link: Box<dyn Link>,
     pub kind: &'static str,
     pub params: RadioParams,
+    /// How to build the link again when the admin restarts it; `None`
+    /// answers a restart with "cannot be restarted".
+    pub rebuild: Option<Rebuild>,
 }
 
 /// A running gateway.
@@ -64,6 +69,7 @@ pub struct Running {
     pub store: Store,
     scheduler: SchedulerHandle,
     mailbox: downlinks::Mailbox,
+    links: LinkControl,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
     uplink: Option<Uplink>,
@@ -91,6 +97,11 @@ impl Running {
     /// The over-the-air update agent: its latest report, uploads.
     pub fn ota(&self) -> &OtaHandle {
         &self.ota
+    }
+
+    /// Restarts radio links by name (what the admin page's button does).
+    pub fn link_control(&self) -> &LinkControl {
+        &self.links
     }
 
     /// Downlink outcomes and transmissions so far.
@@ -153,23 +164,32 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     let mut tasks = JoinSet::new();
 
     // Links: each gets its own transmit queue; all share one event channel.
+    // Each runs under a supervisor that can restart it (admin page).
     let (events_tx, events_rx) = mpsc::channel::<LinkEvent>(4096);
     let mut tx_links = Vec::new();
+    let mut link_control = supervisor::LinkControlBuilder::default();
     for spec in links {
         let name = spec.link.name().to_string();
         state.add_link(&name, spec.kind, spec.link.counters());
         let (transmit_tx, transmit_rx) = mpsc::channel(64);
         tx_links.push(TxLink {
-            name,
+            name: name.clone(),
             transmit: transmit_tx,
             params: spec.params,
         });
-        tasks.spawn(
-            spec.link
-                .run(events_tx.clone(), transmit_rx, shutdown.clone()),
+        let supervisor = supervisor::Supervisor::new(
+            &name,
+            spec.rebuild,
+            state.clone(),
+            events_tx.clone(),
+            transmit_rx,
+            &mut link_control,
+            shutdown.clone(),
         );
+        tasks.spawn(supervisor.run(spec.link));
     }
     drop(events_tx);
+    let link_control = link_control.build();
 
     let region = match config.region.name.as_str() {
         "unrestricted" => Region::Unrestricted,
@@ -217,6 +237,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         scheduler_handle.clone(),
         Duration::from_secs(config.mailbox.sync_offer_interval_s),
     )));
+    let reassembly = ingest.reassembly_counters();
     tasks.spawn(ingest.run(events_rx, shutdown.clone()));
 
     let ota_settings = config
@@ -297,14 +318,18 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         shutdown.clone(),
     ));
 
-    let view = Arc::new(GatewayViewImpl::new(
-        state.clone(),
-        store.clone(),
-        scheduler_handle.clone(),
-        uplink.as_ref().map(Uplink::status),
-        mailbox.clone(),
-        config.clone(),
-    ));
+    let view = Arc::new(
+        GatewayViewImpl::new(
+            state.clone(),
+            store.clone(),
+            scheduler_handle.clone(),
+            uplink.as_ref().map(Uplink::status),
+            mailbox.clone(),
+            link_control.clone(),
+            config.clone(),
+        )
+        .with_reassembly(reassembly),
+    );
     let http_addr = {
         let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {
             format!(
@@ -334,6 +359,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         store,
         scheduler: scheduler_handle,
         mailbox,
+        links: link_control,
         shutdown,
         tasks,
         uplink,
@@ -364,13 +390,17 @@ async fn save_neighbors_periodically(
     }
 }
 
-/// Starts logging at `level` (or `RUST_LOG`), to stderr.
+/// Starts logging at `level` (or `RUST_LOG`), to stderr and into the
+/// in-memory ring the diagnostic bundle reads ([`crate::logs`]).
 pub fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(crate::logs::RingLayer)
         .try_init();
 }

@@ -1,27 +1,29 @@
 //! The gateway as the web UI sees it: snapshots of the shared state, the
 //! store and the uplink in the web-ui crate's model, plus the admin actions.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use radio_bridge::duty_cycle::Band;
+use radio_bridge::fragment::ReassemblyCounters;
 use radio_bridge::link::{unix_millis, LinkState as RadioLinkState};
 use tokio::sync::{broadcast, watch};
 use web_ui::{
-    AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FrameCounters, GatewayView,
-    Identity, LinkState, LinkView, Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState,
-    Status, StorageView, UplinkView,
+    AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FragmentCounters,
+    FrameCounters, GatewayView, Identity, LatencyHistogram, LinkState, LinkView, Liveness,
+    MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
 };
 
 use super::downlinks::Mailbox;
+use super::supervisor::{LinkControl, RestartError};
 use crate::config::Config;
+use crate::logs;
 use crate::neighbors::{self, NeighborTable};
 use crate::scheduler::SchedulerHandle;
 use crate::state::{Event, GatewayState};
 use crate::store::{self, Store};
-use crate::uplink::UplinkStatus;
+use crate::uplink::{PublishLatency, UplinkStatus};
 
 /// How often the live feed checks whether anything changed.
 const LIVE_CHECK: Duration = Duration::from_secs(1);
@@ -32,8 +34,10 @@ pub struct GatewayViewImpl {
     scheduler: SchedulerHandle,
     uplink: Option<watch::Receiver<UplinkStatus>>,
     mailbox: Mailbox,
+    links: LinkControl,
     config: Config,
     live: broadcast::Sender<web_ui::LiveEvent>,
+    reassembly: Arc<ReassemblyCounters>,
 }
 
 impl GatewayViewImpl {
@@ -43,6 +47,7 @@ impl GatewayViewImpl {
         scheduler: SchedulerHandle,
         uplink: Option<watch::Receiver<UplinkStatus>>,
         mailbox: Mailbox,
+        links: LinkControl,
         config: Config,
     ) -> GatewayViewImpl {
         let (live, _) = broadcast::channel(256);
@@ -52,8 +57,10 @@ impl GatewayViewImpl {
             scheduler,
             uplink,
             mailbox,
+            links,
             config,
             live,
+            reassembly: Arc::default(),
         };
         view.spawn_live_feed();
         view
@@ -150,6 +157,30 @@ impl GatewayViewImpl {
     }
 }
 
+impl GatewayViewImpl {
+    /// Shows ingest's fragment-reassembly counters (zeros until given).
+    pub fn with_reassembly(mut self, counters: Arc<ReassemblyCounters>) -> Self {
+        self.reassembly = counters;
+        self
+    }
+
+    /// Runs on web-ui's blocking pool, so waiting for the restart (bounded
+    /// by the supervisor's drain and stop limits) stalls no async task.
+    fn restart_link(&self, name: &str) -> Result<String, String> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "The gateway is not running.".to_string())?;
+        match handle.block_on(self.links.restart(name)) {
+            Ok(()) => Ok(format!(
+                "Radio {name} restarted. It reconnects to its device now."
+            )),
+            Err(RestartError::UnknownLink(_)) => Err(format!(
+                "Not found: there is no radio called \u{201c}{name}\u{201d} on this gateway. Nothing was restarted."
+            )),
+            Err(e) => Err(format!("Radio {name} was not restarted: {e}.")),
+        }
+    }
+}
+
 fn event_view(e: &Event) -> EventView {
     EventView {
         at_ms: e.at_ms,
@@ -179,6 +210,14 @@ fn mhz(hz: u32) -> String {
         format!("{trimmed}0")
     } else {
         trimmed.to_string()
+    }
+}
+
+fn latency_view(l: &PublishLatency) -> LatencyHistogram {
+    LatencyHistogram {
+        bounds_s: l.bounds_ms.iter().map(|ms| *ms as f64 / 1000.0).collect(),
+        counts: l.counts.clone(),
+        sum_s: l.sum_ms as f64 / 1000.0,
     }
 }
 
@@ -227,7 +266,10 @@ impl GatewayView for GatewayViewImpl {
                 oldest_pending_ms: stats.oldest_pending_ms,
                 published_total: uplink.as_ref().map_or(0, |u| u.published_total),
                 dropped_total: 0,
-                publish_latency: Default::default(),
+                publish_latency: uplink
+                    .as_ref()
+                    .map(|u| latency_view(&u.publish_latency))
+                    .unwrap_or_default(),
             },
             links: self.link_views(),
             duty_cycle,
@@ -258,6 +300,16 @@ impl GatewayView for GatewayViewImpl {
                 .state
                 .traffic()
                 .last_24h(unix_millis(SystemTime::now())),
+            fragments: {
+                let r = self.reassembly.snapshot();
+                FragmentCounters {
+                    completed: r.completed,
+                    timed_out: r.timed_out,
+                    evicted_for_memory: r.evicted_for_memory,
+                    malformed: r.malformed,
+                    duplicates: r.duplicates,
+                }
+            },
         }
     }
 
@@ -308,14 +360,15 @@ impl GatewayView for GatewayViewImpl {
         let stats = self.store.stats();
         // The page shows a handful; a blocking read is fine here (web-ui
         // calls views on the blocking pool).
-        let recent = tokio::runtime::Handle::try_current()
-            .ok()
+        let handle = tokio::runtime::Handle::try_current().ok();
+        let recent = handle
+            .as_ref()
             .and_then(|h| h.block_on(self.store.pending(0, 20)).ok())
             .unwrap_or_default();
-        let mut by_type = BTreeMap::new();
-        for e in &recent {
-            *by_type.entry(e.message_type.clone()).or_insert(0) += 1;
-        }
+        let by_type = handle
+            .as_ref()
+            .and_then(|h| h.block_on(self.store.pending_by_type()).ok())
+            .unwrap_or_default();
         Queue {
             backlog: stats.backlog,
             oldest_pending_ms: stats.oldest_pending_ms,
@@ -363,9 +416,7 @@ impl GatewayView for GatewayViewImpl {
                 self.state.wake_uplink();
                 Ok("Sending waiting messages now.".into())
             }
-            AdminAction::RestartLink(name) => Err(format!(
-                "Radio {name} restarts by itself when it fails; a manual restart is not available in this version."
-            )),
+            AdminAction::RestartLink(name) => self.restart_link(&name),
             _ => Err("This action is not available in this version.".into()),
         }
     }
@@ -374,9 +425,31 @@ impl GatewayView for GatewayViewImpl {
         let status = serde_json::to_string_pretty(&self.status()).unwrap_or_default();
         let neighbors = serde_json::to_string_pretty(&self.neighbors()).unwrap_or_default();
         let config = redacted_config(&self.config);
+        let ring = logs::global();
+        let mut own_log = ring.lines().join("\n");
+        if ring.missed() > 0 {
+            own_log.push_str(&format!(
+                "\n({} lines not kept: logging was busy)",
+                ring.missed()
+            ));
+        }
+        let system_log = match &self.config.gateway.system_log {
+            Some(path) => format!(
+                "== system log ({}, last {} KiB)\n{}",
+                path.display(),
+                logs::SYSTEM_LOG_TAIL / 1024,
+                logs::system_log_tail(path)
+            ),
+            None => "== system log\n(no system log file configured: gateway.system_log)\n".into(),
+        };
         let text = format!(
-            "seed-gateway diagnostics\n\n== status\n{status}\n\n== neighbors\n{neighbors}\n\n== config (secrets removed)\n{config}\n"
+            "seed-gateway diagnostics\n\n== status\n{status}\n\n== neighbors\n{neighbors}\n\n\
+             == config (secrets removed)\n{config}\n\n\
+             == gateway log (last {} lines kept in memory)\n{own_log}\n\n{system_log}",
+            logs::MAX_LINES
         );
+        // The logs may quote a secret (a broker URL with its password, say).
+        let text = logs::redact(&text, &self.secrets());
         DiagnosticBundle {
             file_name: format!(
                 "seed-gateway-{}-diagnostics.txt",
@@ -385,6 +458,25 @@ impl GatewayView for GatewayViewImpl {
             content_type: "text/plain; charset=utf-8".into(),
             bytes: text.into_bytes(),
         }
+    }
+}
+
+impl GatewayViewImpl {
+    /// Strings that must never leave the gateway in a bundle.
+    fn secrets(&self) -> Vec<&str> {
+        let mut secrets = Vec::new();
+        if let Some(password) = self
+            .config
+            .mqtt
+            .as_ref()
+            .and_then(|m| m.password.as_deref())
+        {
+            secrets.push(password);
+        }
+        if let Some(hash) = self.config.http.admin_password_hash.as_deref() {
+            secrets.push(hash);
+        }
+        secrets
     }
 }
 

@@ -277,6 +277,13 @@ impl Store {
             .await
     }
 
+    /// How many messages of each type wait in the outbox.
+    pub async fn pending_by_type(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        self.read(outbox::counts_by_type).await
+    }
+
     /// Removes published messages from the outbox (after the broker's PUBACK).
     /// Unknown seqs (already removed, or folded by compaction) are ignored.
     ///

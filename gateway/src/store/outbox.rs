@@ -21,6 +21,20 @@ use super::quota::{self, Quota, HEARTBEAT, SEEN_ROW_BYTES};
 use super::tally::Tallies;
 use super::{CommitOutcome, Inbound, OutboxEntry, StoreError};
 
+/// Waiting messages per message type (one GROUP BY over `outbox_by_type`).
+pub(super) fn counts_by_type(
+    conn: &Connection,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    let mut statement =
+        conn.prepare_cached("SELECT message_type, COUNT(*) FROM outbox GROUP BY message_type")?;
+    let counts = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(counts)
+}
+
 /// Stores one message inside the writer's transaction (see `quota` for what
 /// happens when it does not fit).
 pub(super) fn insert(

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{BrokerUrl, ConfigError, MqttConfig};
 pub use incoming::{AckError, AckHandle, IncomingKind, IncomingMessage};
 pub use outbox::{Outbox, OutboxError};
-pub use status::UplinkStatus;
+pub use status::{PublishLatency, UplinkStatus};
 pub use topics::Topics;
 
 pub(crate) use tls::system_roots;

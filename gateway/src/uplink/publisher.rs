@@ -97,6 +97,9 @@ struct Run {
     /// `status` has changes not yet sent to watchers.
     status_dirty: bool,
     st: UplinkStatus,
+    /// When each outbox message sent and not yet PUBACKed was stored, by
+    /// seq: its PUBACK observes the publish latency.
+    stored_at_ms: HashMap<u64, u64>,
 }
 
 impl<O: Outbox> Publisher<O> {
@@ -123,6 +126,7 @@ impl<O: Outbox> Publisher<O> {
             stopping: false,
             status_dirty: false,
             st: self.status.borrow().clone(),
+            stored_at_ms: HashMap::new(),
         };
         let mut extras_open = true;
         let mut fallback = tokio::time::interval(FALLBACK_POLL);
@@ -313,6 +317,9 @@ impl<O: Outbox> Publisher<O> {
                     "stored message has damaged JSON or message type; published it with its raw frame"
                 );
             }
+            // The row's receive time is its store time: ingest commits
+            // within one group commit (milliseconds) of hearing a frame.
+            run.stored_at_ms.insert(entry.seq, entry.received_at_ms);
             if self.window.requested(Tag::Outbox(entry.seq)) {
                 run.st.republished_total += 1;
             }
@@ -349,6 +356,8 @@ impl<O: Outbox> Publisher<O> {
                 run.client = None;
                 // Everything unacknowledged is fetched again from the lowest seq.
                 run.ready.clear();
+                // They are sent (and recorded) again.
+                run.stored_at_ms.clear();
                 run.outbox_may_have_more = true;
                 for tag in self.window.connection_lost() {
                     if let Tag::Extra(id) = tag {
@@ -388,7 +397,11 @@ impl<O: Outbox> Publisher<O> {
                 Some(Tag::Outbox(seq)) => {
                     run.acked.push(seq);
                     run.st.published_total += 1;
-                    run.st.last_publish_ms = Some(now_ms());
+                    let now = now_ms();
+                    run.st.last_publish_ms = Some(now);
+                    if let Some(stored) = run.stored_at_ms.remove(&seq) {
+                        run.st.publish_latency.observe(now.saturating_sub(stored));
+                    }
                     run.status_dirty = true;
                 }
                 Some(Tag::State) => {}

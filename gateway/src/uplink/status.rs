@@ -39,4 +39,51 @@ pub struct UplinkStatus {
     pub connects_total: u64,
     /// Outbox messages sent and waiting for their PUBACK.
     pub inflight: u64,
+    /// Time from a message being stored to the broker's PUBACK for it.
+    pub publish_latency: PublishLatency,
+}
+
+/// A histogram of publish latencies in whole milliseconds (integers, so the
+/// status stays `Eq` and sums never lose precision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishLatency {
+    /// Bucket upper bounds, ascending; the `+Inf` bucket is implicit.
+    pub bounds_ms: Vec<u64>,
+    /// Observations per bucket, not cumulative; one more than `bounds_ms`.
+    pub counts: Vec<u64>,
+    pub sum_ms: u64,
+}
+
+impl Default for PublishLatency {
+    /// From well under a second (broker on the LAN, link idle) to minutes
+    /// (a backlog draining after an outage); longer goes to `+Inf`.
+    fn default() -> Self {
+        let bounds_ms = vec![
+            50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+        ];
+        let counts = vec![0; bounds_ms.len() + 1];
+        PublishLatency {
+            bounds_ms,
+            counts,
+            sum_ms: 0,
+        }
+    }
+}
+
+impl PublishLatency {
+    pub fn observe(&mut self, ms: u64) {
+        let index = self
+            .bounds_ms
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(self.bounds_ms.len());
+        if let Some(count) = self.counts.get_mut(index) {
+            *count += 1;
+        }
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
 }

@@ -74,6 +74,8 @@
     renderUplinkDetails(doc.uplink, doc.now_ms);
     renderLinks(doc.links, s.links);
     setLine("frames-summary", s.frames);
+    setLine("fragments-summary", s.fragments);
+    $("fragments-summary").hidden = !s.fragments;
     setLine("neighbors-summary", s.neighbors);
     setLine("mailboxes-summary", s.mailboxes);
     setLine("traffic-summary", s.traffic);

@@ -12,9 +12,9 @@ use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::broadcast;
 use web_ui::{
-    now_ms, AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FrameCounters,
-    GatewayView, Identity, LatencyHistogram, LinkState, LinkView, LiveEvent, Liveness, MailboxView,
-    Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
+    now_ms, AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FragmentCounters,
+    FrameCounters, GatewayView, Identity, LatencyHistogram, LinkState, LinkView, LiveEvent,
+    Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
 };
 
 /// The admin password of the fixture. Must never appear in any response.
@@ -222,6 +222,13 @@ fn status(now: u64) -> Status {
             },
         ],
         traffic_24h: traffic,
+        fragments: FragmentCounters {
+            completed: 41,
+            timed_out: 2,
+            evicted_for_memory: 1,
+            malformed: 5,
+            duplicates: 7,
+        },
     }
 }
 

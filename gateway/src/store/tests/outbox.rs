@@ -319,3 +319,30 @@ async fn close_hands_the_space_of_a_drained_backlog_back() {
         "file should shrink after draining: {full_size} -> {drained_size} bytes"
     );
 }
+
+#[tokio::test]
+async fn pending_by_type_counts_the_whole_backlog_with_the_type_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&db_path(&dir), quick());
+    let mut batch: Vec<_> = (0..30).map(|n| message(n, "transaction", 1)).collect();
+    batch.extend((100..107).map(|n| message(n, "heartbeat", 2)));
+    store.commit(batch).await.unwrap();
+    let counts = store.pending_by_type().await.unwrap();
+    assert_eq!(counts.get("transaction"), Some(&30));
+    assert_eq!(counts.get("heartbeat"), Some(&7));
+    assert_eq!(counts.len(), 2);
+    // Published messages no longer count.
+    store.mark_published(vec![1, 2, 3]).await.unwrap();
+    let counts = store.pending_by_type().await.unwrap();
+    assert_eq!(counts.get("transaction"), Some(&27));
+    // SQLite answers from the index, not by reading every row.
+    let plan: String = raw(&db_path(&dir))
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT message_type, COUNT(*) FROM outbox GROUP BY message_type",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("outbox_by_type"), "{plan}");
+    store.close().await.unwrap();
+}
