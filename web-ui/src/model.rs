@@ -32,6 +32,24 @@ pub struct Status {
     /// Messages too long for one radio packet arrive split in pieces; what became of them.
     #[serde(default)]
     pub fragments: FragmentCounters,
+    /// The latest over-the-air update, when updates are enabled.
+    #[serde(default)]
+    pub update: Option<UpdateView>,
+}
+
+/// The latest over-the-air update (the same fields as its `ota/progress` report).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateView {
+    /// `idle` (nothing since start), `downloading`, `verifying`, `installing`, `rebooting`,
+    /// `health_check`, `installed`, `health_check_failed`, `rolled_back`, `refused`, `failed`.
+    pub state: String,
+    /// The version being installed (or refused).
+    pub version: Option<String>,
+    /// The version running now.
+    pub running_version: String,
+    pub percent: Option<u8>,
+    pub reason: Option<String>,
+    pub at_ms: u64,
 }
 
 /// Reassembly of messages that arrived split over several radio packets.

@@ -45,14 +45,20 @@ pub trait GatewayView: Send + Sync + 'static {
     /// both shown to the technician as they are.
     fn admin_action(&self, action: AdminAction) -> Result<String, String>;
 
+    /// Where an uploaded update bundle is to be written (on the gateway's data partition), or
+    /// None when over-the-air updates are off. The upload route streams the file there, then
+    /// asks for [`AdminAction::InstallUpdate`].
+    fn update_upload_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Logs and configuration with every secret removed, for a technician to send to support.
     fn diagnostic_bundle(&self) -> DiagnosticBundle;
 }
 
 /// Things a logged-in technician can ask the gateway to do.
 ///
-/// Non-exhaustive because the admin page grows (a firmware upload will arrive as its own
-/// route with its own body limit, and its own variant here); match with a fallback arm.
+/// Non-exhaustive because the admin page grows; match with a fallback arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AdminAction {
@@ -61,6 +67,12 @@ pub enum AdminAction {
     /// Reconnect to the broker if needed and publish the backlog now, without waiting for the
     /// next retry.
     FlushUplink,
+    /// Check and install the update bundle uploaded to this file (in
+    /// [`GatewayView::update_upload_dir`]); the gateway owns the file from here on.
+    InstallUpdate {
+        bundle: std::path::PathBuf,
+        allow_downgrade: bool,
+    },
 }
 
 /// A file for the technician to download.

@@ -26,9 +26,13 @@ use crate::provider::GatewayView;
 use crate::{admin, api, events, metrics, page};
 
 /// Forms are a password or a token; 64 KiB is far more than any of them needs, and small
-/// enough that a flood of big bodies costs the appliance nothing. A later firmware upload
-/// gets its own route with its own, larger limit.
+/// enough that a flood of big bodies costs the appliance nothing. The update upload has its
+/// own route with its own, larger limit.
 pub const FORM_BODY_LIMIT: usize = 64 * 1024;
+
+/// An update bundle is a compressed root filesystem: tens of megabytes, a few hundred at
+/// most. Only a logged-in admin gets to send one (the token is checked before the file).
+pub const UPDATE_BODY_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Only our own files, no inline code, no framing: the page works offline and a hostile
 /// page elsewhere on the kiosk Wi-Fi cannot wrap or script it.
@@ -109,6 +113,10 @@ fn router_with_shutdown(view: Arc<dyn GatewayView>, shutdown: CancellationToken)
         .route("/admin/restart-link", post(admin::restart_link))
         .route("/admin/flush-uplink", post(admin::flush_uplink))
         .route("/admin/diagnostics", post(admin::diagnostics))
+        .route(
+            "/admin/update",
+            post(admin::upload_update).layer(DefaultBodyLimit::max(UPDATE_BODY_LIMIT)),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(middleware::from_fn(security_headers))

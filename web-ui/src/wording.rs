@@ -57,6 +57,8 @@ pub struct Summary {
     pub traffic: Line,
     /// Split messages that went wrong; absent (null) while nothing did.
     pub fragments: Option<Line>,
+    /// The software and its latest update; absent when updates are off.
+    pub update: Option<Line>,
 }
 
 /// Builds every sentence from one snapshot; `now_ms` is the gateway's clock.
@@ -84,6 +86,33 @@ pub fn summarize(status: &Status, neighbors: &[Neighbor], now_ms: u64) -> Summar
         neighbors: neighbors_line(neighbors),
         traffic: traffic_line(&status.traffic_24h),
         fragments: fragments_line(&status.fragments),
+        update: status.update.as_ref().map(update_line),
+    }
+}
+
+/// "Installing version 2.1.0: 40 %." / "Version 2.1.0 refused: …".
+fn update_line(u: &crate::model::UpdateView) -> Line {
+    let version = u.version.as_deref().unwrap_or("?");
+    let running = &u.running_version;
+    let percent = u.percent.map(|p| format!(" {p} %")).unwrap_or_default();
+    let because = u
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    match u.state.as_str() {
+        "idle" => Line::new(Level::Ok, format!("Software version {running}. No update in progress.")),
+        "downloading" => Line::new(Level::Ok, format!("Downloading update {version}:{percent}. Everything keeps working meanwhile.")),
+        "verifying" => Line::new(Level::Ok, format!("Checking update {version} (signature, board, version).")),
+        "installing" => Line::new(Level::Ok, format!("Installing update {version}:{percent}. The gateway restarts when it is done.")),
+        "rebooting" => Line::new(Level::Ok, format!("Update {version} installed; the gateway is restarting into it.")),
+        "health_check" => Line::new(Level::Ok, format!("Running version {running} for the first time; checking that everything works.")),
+        "installed" => Line::new(Level::Ok, format!("Updated to version {version}; it works and is kept.")),
+        "health_check_failed" => Line::new(Level::Warn, format!("Version {version} did not work{because}. Trying again, then going back to the previous version.")),
+        "rolled_back" => Line::new(Level::Warn, format!("Update {version} did not work and was undone; version {running} runs again.")),
+        "refused" => Line::new(Level::Warn, format!("Update {version} refused{because}. Nothing was changed.")),
+        "failed" => Line::new(Level::Warn, format!("Update {version} failed{because}. Nothing was changed.")),
+        other => Line::new(Level::Ok, format!("Update {version}: {other}.")),
     }
 }
 
@@ -605,7 +634,37 @@ mod tests {
             events: vec![],
             traffic_24h: vec![0; 24],
             fragments: Default::default(),
+            update: None,
         }
+    }
+
+    #[test]
+    fn an_update_is_told_in_plain_words() {
+        let mut st = status();
+        assert_eq!(summarize(&st, &[], 0).update, None);
+        st.update = Some(crate::model::UpdateView {
+            state: "downloading".into(),
+            version: Some("2.1.0".into()),
+            running_version: "2.0.0".into(),
+            percent: Some(40),
+            ..Default::default()
+        });
+        let line = summarize(&st, &[], 0).update.expect("a sentence");
+        assert_eq!(
+            line.text,
+            "Downloading update 2.1.0: 40 %. Everything keeps working meanwhile."
+        );
+        st.update = Some(crate::model::UpdateView {
+            state: "refused".into(),
+            version: Some("1.0.0".into()),
+            running_version: "2.0.0".into(),
+            reason: Some("version 1.0.0 is not newer than the running version 2.0.0".into()),
+            ..Default::default()
+        });
+        let line = summarize(&st, &[], 0).update.expect("a sentence");
+        assert_eq!(line.level, Level::Warn);
+        assert!(line.text.contains("not newer"), "{}", line.text);
+        assert!(line.text.ends_with("Nothing was changed."), "{}", line.text);
     }
 
     #[test]

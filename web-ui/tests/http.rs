@@ -503,6 +503,7 @@ async fn login_runs_actions_and_logs_out() {
         "restart-link-gwmp0",
         "flush-uplink",
         "download-diagnostics",
+        "upload-update",
         "logout-form",
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "#{id} missing");
@@ -511,7 +512,7 @@ async fn login_runs_actions_and_logs_out() {
     assert_ne!(token, csrf, "the session has its own token");
     assert_eq!(
         html.matches(&format!("value=\"{token}\"")).count(),
-        5,
+        6,
         "every form carries the token"
     );
 
@@ -891,4 +892,131 @@ async fn split_message_counters_are_in_status_metrics_and_words() {
     assert!(doc["summary"]["fragments"].is_null(), "{}", doc["summary"]);
     let page = get(server.addr, "/").await.text();
     assert!(page.contains("id=\"fragments-summary\" class=\"line\" hidden"));
+}
+
+// ---------------------------------------------------------------- update upload
+
+/// A multipart body with the fields in this order; `file` is (field name, file name, bytes).
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "----seed-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, file_name, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_uploaded_bundle_reaches_the_gateway_only_with_a_session_and_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::new();
+    *fixture.upload_dir.lock().unwrap() = Some(dir.path().to_path_buf());
+    let server = start(fixture).await;
+    let (session, csrf) = log_in(&server).await;
+    // Larger than any form may be: the upload has its own limit.
+    let bundle: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+
+    // A wrong token: refused before a byte is stored.
+    let (content_type, body) =
+        multipart(&[("csrf", "forged")], Some(("bundle", "u.raucb", &bundle)));
+    let headers = [
+        ("Content-Type", content_type.as_str()),
+        ("Cookie", session.as_str()),
+    ];
+    let reply = request(server.addr, "POST", "/admin/update", &headers, &body).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(files_in(dir.path()).is_empty());
+    assert!(server.fixture.actions().is_empty());
+
+    // The token after the file: refused too (it would have to be stored unchecked).
+    let (content_type, mut body) = multipart(&[], Some(("bundle", "u.raucb", &bundle)));
+    body.truncate(body.len() - "----seed-test-boundary-7MA4YWxkTrZu0gW--\r\n".len());
+    body.extend_from_slice(
+        format!("------seed-test-boundary-7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n------seed-test-boundary-7MA4YWxkTrZu0gW--\r\n").as_bytes(),
+    );
+    let headers = [
+        ("Content-Type", content_type.as_str()),
+        ("Cookie", session.as_str()),
+    ];
+    let reply = request(server.addr, "POST", "/admin/update", &headers, &body).await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(files_in(dir.path()).is_empty());
+
+    // Properly: stored whole, handed over with the checkbox, outcome shown.
+    let (content_type, body) = multipart(
+        &[("csrf", &csrf), ("allow_downgrade", "on")],
+        Some(("bundle", "u.raucb", &bundle)),
+    );
+    let headers = [
+        ("Content-Type", content_type.as_str()),
+        ("Cookie", session.as_str()),
+    ];
+    let reply = request(server.addr, "POST", "/admin/update", &headers, &body).await;
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    assert_eq!(reply.header("location"), Some("/admin"));
+    let actions = server.fixture.actions();
+    let [AdminAction::InstallUpdate {
+        bundle: path,
+        allow_downgrade,
+    }] = actions.as_slice()
+    else {
+        panic!("expected one InstallUpdate, got {actions:?}");
+    };
+    assert!(*allow_downgrade);
+    assert!(path.starts_with(dir.path()), "{path:?}");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        bundle,
+        "the stored upload is byte for byte the file"
+    );
+    let page = get_with(server.addr, "/admin", &[("Cookie", &session)]).await;
+    assert!(
+        page.text().contains("Update to version 2.0.0 started"),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains("id=\"upload-update\""));
+}
+
+#[tokio::test]
+async fn an_upload_to_a_gateway_without_updates_is_declined_and_not_kept() {
+    let server = start(Fixture::new()).await;
+    let (session, csrf) = log_in(&server).await;
+    let (content_type, body) =
+        multipart(&[("csrf", &csrf)], Some(("bundle", "u.raucb", b"bundle")));
+    let headers = [
+        ("Content-Type", content_type.as_str()),
+        ("Cookie", session.as_str()),
+    ];
+    let reply = request(server.addr, "POST", "/admin/update", &headers, &body).await;
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    assert!(server.fixture.actions().is_empty());
+    let page = get_with(server.addr, "/admin", &[("Cookie", &session)]).await;
+    assert!(
+        page.text().contains("Updates are not enabled"),
+        "{}",
+        page.text()
+    );
 }

@@ -328,7 +328,8 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
             link_control.clone(),
             config.clone(),
         )
-        .with_reassembly(reassembly),
+        .with_reassembly(reassembly)
+        .with_ota(ota.clone()),
     );
     let http_addr = {
         let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {

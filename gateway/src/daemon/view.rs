@@ -12,7 +12,8 @@ use tokio::sync::{broadcast, watch};
 use web_ui::{
     AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FragmentCounters,
     FrameCounters, GatewayView, Identity, LatencyHistogram, LinkState, LinkView, Liveness,
-    MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
+    MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UpdateView,
+    UplinkView,
 };
 
 use super::downlinks::Mailbox;
@@ -20,6 +21,7 @@ use super::supervisor::{LinkControl, RestartError};
 use crate::config::Config;
 use crate::logs;
 use crate::neighbors::{self, NeighborTable};
+use crate::ota::OtaHandle;
 use crate::scheduler::SchedulerHandle;
 use crate::state::{Event, GatewayState};
 use crate::store::{self, Store};
@@ -38,6 +40,7 @@ pub struct GatewayViewImpl {
     config: Config,
     live: broadcast::Sender<web_ui::LiveEvent>,
     reassembly: Arc<ReassemblyCounters>,
+    ota: Option<OtaHandle>,
 }
 
 impl GatewayViewImpl {
@@ -61,6 +64,7 @@ impl GatewayViewImpl {
             config,
             live,
             reassembly: Arc::default(),
+            ota: None,
         };
         view.spawn_live_feed();
         view
@@ -161,6 +165,12 @@ impl GatewayViewImpl {
     /// Shows ingest's fragment-reassembly counters (zeros until given).
     pub fn with_reassembly(mut self, counters: Arc<ReassemblyCounters>) -> Self {
         self.reassembly = counters;
+        self
+    }
+
+    /// Shows the update agent's reports and lets the admin page upload bundles.
+    pub fn with_ota(mut self, ota: OtaHandle) -> Self {
+        self.ota = Some(ota);
         self
     }
 
@@ -300,6 +310,21 @@ impl GatewayView for GatewayViewImpl {
                 .state
                 .traffic()
                 .last_24h(unix_millis(SystemTime::now())),
+            update: self
+                .ota
+                .as_ref()
+                .filter(|o| o.upload_dir().is_some())
+                .map(|o| {
+                    let r = o.report();
+                    UpdateView {
+                        state: r.state,
+                        version: r.version,
+                        running_version: r.running_version,
+                        percent: r.percent,
+                        reason: r.reason,
+                        at_ms: r.at_ms,
+                    }
+                }),
             fragments: {
                 let r = self.reassembly.snapshot();
                 FragmentCounters {
@@ -417,8 +442,27 @@ impl GatewayView for GatewayViewImpl {
                 Ok("Sending waiting messages now.".into())
             }
             AdminAction::RestartLink(name) => self.restart_link(&name),
+            AdminAction::InstallUpdate {
+                bundle,
+                allow_downgrade,
+            } => {
+                let Some(ota) = &self.ota else {
+                    let _ = std::fs::remove_file(&bundle);
+                    return Err("Updates are not enabled on this gateway.".into());
+                };
+                let handle = tokio::runtime::Handle::try_current()
+                    .map_err(|_| "The gateway is not running.".to_string())?;
+                handle.block_on(ota.install_upload(bundle, allow_downgrade))
+            }
             _ => Err("This action is not available in this version.".into()),
         }
+    }
+
+    fn update_upload_dir(&self) -> Option<std::path::PathBuf> {
+        self.ota
+            .as_ref()?
+            .upload_dir()
+            .map(std::path::Path::to_path_buf)
     }
 
     fn diagnostic_bundle(&self) -> DiagnosticBundle {

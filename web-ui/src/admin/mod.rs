@@ -12,11 +12,14 @@
 //! Login has its own CSRF token (a cookie and a hidden field that must match) and is rate
 //! limited before the password is even looked at.
 //!
-//! Adding an action (the firmware upload will be one) means a route in `routes.rs` with its
-//! own body limit, a handler here built on [`authorized`], a variant of
-//! [`AdminAction`](crate::AdminAction), and a form in [`pages`].
+//! Adding an action means a route in `routes.rs` with its own body limit, a handler here
+//! built on [`authorized`], a variant of [`AdminAction`](crate::AdminAction), and a form in
+//! [`pages`]. The update upload ([`upload`]) is the one with a large body.
 
 mod pages;
+mod upload;
+
+pub use upload::upload_update;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -312,6 +315,12 @@ async fn act(state: &AppState, headers: &HeaderMap, csrf: &str, action: AdminAct
         Ok(id) => id,
         Err(response) => return response,
     };
+    finish_action(state, &id, action).await
+}
+
+/// Runs an action for an authorized session and shows its outcome on the admin page.
+async fn finish_action(state: &AppState, id: &str, action: AdminAction) -> Response {
+    let id = id.to_string();
     tracing::info!(?action, "admin action");
     let flash = match state.ask(move |view| view.admin_action(action)).await {
         Ok(Ok(text)) => Flash { ok: true, text },

@@ -157,6 +157,26 @@ pub fn dashboard(status: &Status, csrf: &str, flash: Option<&Flash>) -> String {
         backlog = crate::wording::messages(status.uplink.backlog),
     );
 
+    if let Some(update) = &status.update {
+        let _ = write!(
+            body,
+            "<section class=\"card\" id=\"admin-update\"><h2>Software update</h2>\
+             <p id=\"admin-update-state\">Running version {running}; last update: {state}.</p>\
+             <form id=\"upload-update\" method=\"post\" action=\"/admin/update\" \
+             enctype=\"multipart/form-data\">{token}\
+             <label><input type=\"checkbox\" name=\"allow_downgrade\" value=\"on\"> \
+             Allow an older version</label>\
+             <label for=\"bundle\">Update bundle (.raucb)</label>\
+             <input id=\"bundle\" name=\"bundle\" type=\"file\" accept=\".raucb\" required>\
+             <button type=\"submit\">Install</button></form>\
+             <p class=\"muted\">The bundle's signature and board are checked before anything \
+             is changed; the gateway restarts into the new version and goes back by itself if \
+             it does not work.</p></section>",
+            running = escape(&update.running_version),
+            state = escape(&update.state),
+        );
+    }
+
     let _ = write!(
         body,
         "<section class=\"card\"><h2>Diagnostics</h2>\

@@ -76,6 +76,8 @@
     setLine("frames-summary", s.frames);
     setLine("fragments-summary", s.fragments);
     $("fragments-summary").hidden = !s.fragments;
+    setLine("update-summary", s.update);
+    $("update-summary").hidden = !s.update;
     setLine("neighbors-summary", s.neighbors);
     setLine("mailboxes-summary", s.mailboxes);
     setLine("traffic-summary", s.traffic);

@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 use web_ui::{
     now_ms, AdminAction, BandView, DiagnosticBundle, EventLevel, EventView, FragmentCounters,
     FrameCounters, GatewayView, Identity, LatencyHistogram, LinkState, LinkView, LiveEvent,
-    Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UplinkView,
+    Liveness, MailboxView, Neighbor, Queue, QueueItem, QuotaState, Status, StorageView, UpdateView,
+    UplinkView,
 };
 
 /// The admin password of the fixture. Must never appear in any response.
@@ -42,6 +43,8 @@ pub struct Fixture {
     pub hash: Mutex<Option<String>>,
     pub actions: Mutex<Vec<AdminAction>>,
     pub live: broadcast::Sender<LiveEvent>,
+    /// Where update uploads go; None: updates off.
+    pub upload_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Fixture {
@@ -59,6 +62,7 @@ impl Fixture {
             hash: Mutex::new(hash),
             actions: Mutex::new(Vec::new()),
             live,
+            upload_dir: Mutex::new(None),
         }
     }
 
@@ -104,8 +108,13 @@ impl GatewayView for Fixture {
             }
             AdminAction::RestartLink(name) => Err(format!("There is no radio called {name}.")),
             AdminAction::FlushUplink => Ok("Sending waiting messages now.".into()),
+            AdminAction::InstallUpdate { .. } => Ok("Update to version 2.0.0 started".into()),
             _ => Err("Not supported.".into()),
         }
+    }
+
+    fn update_upload_dir(&self) -> Option<std::path::PathBuf> {
+        self.upload_dir.lock().unwrap().clone()
     }
 
     fn diagnostic_bundle(&self) -> DiagnosticBundle {
@@ -229,6 +238,14 @@ fn status(now: u64) -> Status {
             malformed: 5,
             duplicates: 7,
         },
+        update: Some(UpdateView {
+            state: "idle".into(),
+            version: None,
+            running_version: "1.0.0".into(),
+            percent: None,
+            reason: None,
+            at_ms: now,
+        }),
     }
 }
 
