@@ -22,8 +22,9 @@ use radio_bridge::identity::Identity;
 use radio_bridge::simulator::packet_forwarder::{PacketForwarder, PacketForwarderConfig};
 use seed_e2e::browser::{artifacts_dir, unavailable, Browser, PHONE_HEIGHT, PHONE_WIDTH};
 use seed_e2e::demo::{DemoOptions, DemoProcess};
-use seed_e2e::gateway::run_cli;
+use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};
+use seed_e2e::rauc_bundles::{build_bundle, pretend_system, SigningKeys};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -564,5 +565,108 @@ async fn the_admin_page_explains_how_to_switch_it_on() {
         .js("return document.getElementById('login-form');")
         .await
         .is_null());
+    browser.quit().await;
+}
+
+/// Uploads a file through the admin page's update form.
+async fn upload_update(browser: &Browser, bundle: &Path) {
+    let field = browser
+        .client()
+        .find(fantoccini::Locator::Css("#bundle"))
+        .await
+        .expect("bundle file field");
+    field
+        .send_keys(bundle.to_str().expect("UTF-8 path"))
+        .await
+        .expect("bundle chosen");
+    browser
+        .client()
+        .find(fantoccini::Locator::Css(
+            "#upload-update button[type=submit]",
+        ))
+        .await
+        .expect("install button")
+        .click()
+        .await
+        .expect("upload submitted");
+}
+
+#[tokio::test]
+async fn an_update_uploaded_on_the_admin_page_is_checked_and_its_outcome_shown() {
+    if !browser_available() {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SigningKeys::generate(dir.path(), "trusted");
+    let stranger = SigningKeys::generate(dir.path(), "stranger");
+    let (system_conf, release) = pretend_system(dir.path(), "seed-gateway-test", "1.0.0");
+    // Incompressible enough for squashfs to exceed its 4 KiB minimum.
+    let payload: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let foreign = dir.path().join("foreign.raucb");
+    build_bundle(&foreign, &stranger, "seed-gateway-test", "2.0.0", &payload);
+    let good = dir.path().join("good.raucb");
+    build_bundle(&good, &keys, "seed-gateway-test", "2.0.0", &payload);
+
+    let mut config = TestConfig::new(dir.path());
+    config.extra = format!(
+        "[ota]\nrauc = \"rauc\"\nsystem_conf = {system_conf:?}\nkeyring = {:?}\nrelease_file = {release:?}\nreboot_command = [\"false\"]\n",
+        keys.ca_cert
+    );
+    let data_dir = config.data_dir.join("data");
+    let (ok, _, stderr) = run_cli(
+        &[
+            "set-admin-password",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        Some(format!("{ADMIN_PASSWORD}\n").as_bytes()),
+    );
+    assert!(ok, "set-admin-password failed: {stderr}");
+    let gateway = GatewayProcess::start(&config).await;
+    let url = |path: &str| format!("http://{}{path}", gateway.config.http);
+    let browser = Browser::start().await;
+    browser.goto(&url("/admin")).await;
+    log_in(&browser, ADMIN_PASSWORD).await;
+    browser
+        .wait_until(
+            "the update form",
+            "return document.getElementById('upload-update') !== null;",
+        )
+        .await;
+
+    // Signed by a CA this gateway does not trust: refused, with RAUC's reason.
+    upload_update(&browser, &foreign).await;
+    browser
+        .wait_until(
+            "the refusal",
+            "var m = document.getElementById('admin-message'); return m !== null && m.textContent.indexOf('RAUC does not accept the bundle') >= 0;",
+        )
+        .await;
+
+    // A good one starts; this host cannot install (no RAUC service), and
+    // the status page says so in words.
+    upload_update(&browser, &good).await;
+    browser
+        .wait_until(
+            "the update started",
+            "var m = document.getElementById('admin-message'); return m !== null && m.textContent.indexOf('Update to version 2.0.0 started') >= 0;",
+        )
+        .await;
+    browser.goto(&url("/")).await;
+    let shown = browser
+        .wait_until(
+            "the update's outcome on the status page",
+            "var u = document.getElementById('update-summary'); return u !== null && !u.hidden && u.textContent.indexOf('Update 2.0.0 failed') >= 0 ? u.textContent : false;",
+        )
+        .await;
+    assert!(
+        shown
+            .as_str()
+            .is_some_and(|t| t.contains("installing failed")),
+        "{shown}"
+    );
     browser.quit().await;
 }

@@ -244,6 +244,14 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         .ota
         .as_ref()
         .map(|section| OtaSettings::from_config(section, &data_dir));
+    if let Some(settings) = &ota_settings {
+        std::fs::create_dir_all(&settings.dir).map_err(|e| {
+            format!(
+                "cannot create the update directory {}: {e}",
+                settings.dir.display()
+            )
+        })?;
+    }
     let running_version = ota_settings.as_ref().map_or_else(
         || crate::uplink::VERSION.to_string(),
         OtaSettings::running_version,
