@@ -1,7 +1,9 @@
 //! Signed A/B updates of the appliance image, end to end in QEMU with
 //! Debian's RAUC 1.8 in the guest (docs/ota.md).
 //!
-//! One appliance, one story: it runs slot A; an update (version 2.0.0) is
+//! One appliance, one story: it runs slot A; a bundle with a changed
+//! payload byte and a bundle for another board are refused at install and
+//! change nothing; an update (version 2.0.0) is
 //! downloaded from a server on the host and installed into slot B; B boots
 //! on trial and is marked good. Then a broken update (3.0.0, whose gateway
 //! exits at once) goes into A: A boots on trial three times, the guard
@@ -21,9 +23,12 @@ use std::time::Duration;
 
 use seed_e2e::file_server::FileServer;
 use seed_e2e::qemu::{
-    ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, STATUS_PATH,
+    ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, ShellOutput, STATUS_PATH,
 };
-use seed_e2e::rauc::{ext4_replace, info, make_bundle, manifest_of, TestKeys, QEMU_COMPATIBLE};
+use seed_e2e::rauc::{
+    ext4_replace, flip_byte, info, make_bundle, manifest_of, small_rootfs, TestKeys,
+    QEMU_COMPATIBLE,
+};
 use tokio::time::Instant;
 
 /// Longest one reboot may take to the boot selector's line on the console
@@ -37,10 +42,18 @@ const TEST_CONFIRM_DEADLINE_S: u32 = 5;
 /// Tries a slot on trial has (docs/ota.md).
 const TRIES: usize = 3;
 
+/// What installing a bundle came to: the version its signed manifest
+/// announced (`rauc info --keyring`), and `rauc install`'s exit status and
+/// output.
+struct Installed {
+    version: String,
+    install: ShellOutput,
+}
+
 /// Installs the bundle at `url` on the running guest: download to /data,
-/// check it against the image's keyring, `rauc install`. Returns what
-/// `rauc install` printed. (The gateway's OTA agent takes this over.)
-async fn install_bundle(guest: &mut Guest, url: &str, version: &str) -> String {
+/// check its signature against the image's keyring (`rauc info`), `rauc
+/// install`. (The gateway's OTA agent takes this over.)
+async fn install_bundle(guest: &mut Guest, url: &str) -> Installed {
     guest
         .shell_ok(&format!(
             "mkdir -p /data/ota && rm -f /data/ota/update.raucb && wget -q -O /data/ota/update.raucb {url}"
@@ -53,15 +66,55 @@ async fn install_bundle(guest: &mut Guest, url: &str, version: &str) -> String {
         .await;
     let manifest: serde_json::Value = serde_json::from_str(checked.trim())
         .unwrap_or_else(|e| panic!("rauc info in the guest printed no JSON ({e}): {checked}"));
-    assert_eq!(manifest["version"], version, "guest read another bundle");
-    assert_eq!(manifest["compatible"], QEMU_COMPATIBLE);
-    let installed = guest.shell_ok("rauc install /data/ota/update.raucb").await;
-    assert!(
-        installed.contains("Installing `/data/ota/update.raucb` succeeded"),
-        "rauc install did not report success:\n{installed}"
-    );
+    let install = guest.shell("rauc install /data/ota/update.raucb").await;
     guest.shell_ok("rm -f /data/ota/update.raucb").await;
-    installed
+    Installed {
+        version: manifest["version"].as_str().unwrap_or_default().to_string(),
+        install,
+    }
+}
+
+/// Installs and fails the test unless RAUC reports success for `version`.
+async fn install_ok(guest: &mut Guest, url: &str, version: &str) {
+    let installed = install_bundle(guest, url).await;
+    assert_eq!(installed.version, version, "the guest read another bundle");
+    assert!(
+        installed.install.status == 0
+            && installed
+                .install
+                .output
+                .contains("Installing `/data/ota/update.raucb` succeeded"),
+        "rauc install failed:\n{}",
+        installed.install.output
+    );
+}
+
+/// Installs and fails the test unless RAUC refuses with `reason`, leaving
+/// the box as it was: A first and alone, B empty, nothing on trial.
+async fn install_refused(guest: &mut Guest, url: &str, reason: &str) {
+    let installed = install_bundle(guest, url).await;
+    assert_ne!(
+        installed.install.status, 0,
+        "rauc install accepted {url}:\n{}",
+        installed.install.output
+    );
+    assert!(
+        installed.install.output.contains(reason),
+        "rauc install refused {url} for another reason than {reason:?}:\n{}",
+        installed.install.output
+    );
+    let state = boot_state(guest).await;
+    for line in [
+        "BOOT_ORDER=A B",
+        "BOOT_A_LEFT=3",
+        "BOOT_B_LEFT=0",
+        "BOOT_TRIAL=",
+    ] {
+        assert!(
+            state.lines().any(|l| l == line),
+            "a refused install changed the boot state (no {line}):\n{state}"
+        );
+    }
 }
 
 /// `rauc status --output-format=json` in the guest: (booted bootname,
@@ -175,7 +228,23 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         manifest_of(&v3),
         (QEMU_COMPATIBLE.to_string(), "3.0.0".to_string())
     );
-    phase("two bundles made on the host", started);
+    // Two that must be refused at install: a payload byte changed (the
+    // signature still verifies; device-mapper verity catches it while the
+    // slot is written), and a bundle for another board.
+    std::fs::copy(
+        bundles.join("seed-2.0.0.raucb"),
+        bundles.join("tampered.raucb"),
+    )
+    .unwrap();
+    flip_byte(&bundles.join("tampered.raucb"), 5 * 1024 * 1024);
+    make_bundle(
+        &keys,
+        "seed-gateway-rpi4",
+        "2.0.0",
+        Some(&small_rootfs(&dir.path().join("small.ext4"), "1.0.0")),
+        &bundles.join("for-a-pi.raucb"),
+    );
+    phase("bundles made on the host", started);
     let server = FileServer::start(&bundles).await;
 
     // --- first boot: slot A, the image's version -----------------------------
@@ -194,9 +263,25 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         .shell_ok("mkdir -p /data/ota-test && echo 'written before the updates' > /data/ota-test/kept && sync")
         .await;
 
+    // --- refused bundles leave the box as it was -------------------------------
+    let started = Instant::now();
+    install_refused(
+        &mut guest,
+        &server.guest_url("tampered.raucb"),
+        "Failed updating slot rootfs.1: Failed splicing data: Error reading from file: Input/output error",
+    )
+    .await;
+    install_refused(
+        &mut guest,
+        &server.guest_url("for-a-pi.raucb"),
+        "Compatible mismatch: Expected 'seed-gateway-qemu-x86_64' but bundle manifest has 'seed-gateway-rpi4'",
+    )
+    .await;
+    phase("two refused installs", started);
+
     // --- update 2.0.0 into B, trial boot, confirmation ------------------------
     let started = Instant::now();
-    install_bundle(&mut guest, &server.guest_url("seed-2.0.0.raucb"), "2.0.0").await;
+    install_ok(&mut guest, &server.guest_url("seed-2.0.0.raucb"), "2.0.0").await;
     let state = boot_state(&mut guest).await;
     for line in ["BOOT_ORDER=B A", "BOOT_B_LEFT=3", "BOOT_TRIAL=B"] {
         assert!(
@@ -251,7 +336,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         ))
         .await;
     let started = Instant::now();
-    install_bundle(&mut guest, &server.guest_url("seed-3.0.0.raucb"), "3.0.0").await;
+    install_ok(&mut guest, &server.guest_url("seed-3.0.0.raucb"), "3.0.0").await;
     let state = boot_state(&mut guest).await;
     for line in ["BOOT_ORDER=A B", "BOOT_A_LEFT=3", "BOOT_TRIAL=A"] {
         assert!(
