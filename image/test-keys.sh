@@ -10,7 +10,8 @@
 #   NOT-FOR-PRODUCTION        a note saying so
 #
 # Every common name says NOT FOR PRODUCTION, so a test key that slips into
-# a release shows itself in `rauc info`. The keys are made on this machine
+# a release shows itself in `rauc info`, and every file says so in its
+# first line. The keys are made on this machine
 # and never committed; docs/ota.md says how to make and keep real ones.
 #
 # The extensions are the ones Debian's rauc 1.8 accepts with a default
@@ -75,8 +76,18 @@ These keys are TEST keys made by image/test-keys.sh. NOT FOR PRODUCTION.
 Anyone with this directory can sign updates that the test image accepts.
 A production image must get its keyring from SEED_RAUC_KEYRING (see docs/ota.md).
 NOTE
-install -m 0644 "${work}/ca.pem" test-ca.cert.pem
-install -m 0600 "${work}/ca.key" test-ca.key.pem
-install -m 0644 "${work}/signing.pem" test-signing.cert.pem
-install -m 0600 "${work}/signing.key" test-signing.key.pem
+# Each PEM file starts with a line saying what it is (OpenSSL and RAUC skip
+# text before the PEM block).
+marked() {
+	echo "NOT FOR PRODUCTION: a test key of the Seed gateway, made by image/test-keys.sh"
+	cat "$1"
+}
+marked "${work}/ca.pem" >"${work}/ca.marked"
+marked "${work}/ca.key" >"${work}/ca.key.marked"
+marked "${work}/signing.pem" >"${work}/signing.marked"
+marked "${work}/signing.key" >"${work}/signing.key.marked"
+install -m 0644 "${work}/ca.marked" test-ca.cert.pem
+install -m 0600 "${work}/ca.key.marked" test-ca.key.pem
+install -m 0644 "${work}/signing.marked" test-signing.cert.pem
+install -m 0600 "${work}/signing.key.marked" test-signing.key.pem
 install -m 0644 "${work}/note" NOT-FOR-PRODUCTION
