@@ -179,13 +179,14 @@ for tool in /usr/sbin/hostapd /usr/sbin/dnsmasq /usr/sbin/iw /usr/sbin/wpa_suppl
 done
 ln -sf xtables-legacy-multi "${rootfs}/usr/sbin/iptables"
 
+xtables_dir=/usr/lib/x86_64-linux-gnu/xtables
+mkdir -p "${rootfs}${xtables_dir}"
+cp -a "${xtables_dir}/." "${rootfs}${xtables_dir}/"
+
 # What Buildroot's rauc (with D-Bus) and dbus packages provide to the A/B
 # updates (S05rauc; docs/ota.md).
 copy_with_libs "$(command -v rauc)" /usr/bin/rauc "${rootfs}"
 copy_with_libs "$(command -v dbus-daemon)" /usr/bin/dbus-daemon "${rootfs}"
-xtables_dir=/usr/lib/x86_64-linux-gnu/xtables
-mkdir -p "${rootfs}${xtables_dir}"
-cp -a "${xtables_dir}/." "${rootfs}${xtables_dir}/"
 
 # Modules for modprobe at run time, at their usual place, with modules.dep.
 modules_dir="${kernel_dir}/lib/modules/${kernel_version}"
