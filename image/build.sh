@@ -178,7 +178,6 @@ for tool in /usr/sbin/hostapd /usr/sbin/dnsmasq /usr/sbin/iw /usr/sbin/wpa_suppl
 	copy_with_libs "$(command -v "${tool##*/}")" "${tool}" "${rootfs}"
 done
 ln -sf xtables-legacy-multi "${rootfs}/usr/sbin/iptables"
-
 xtables_dir=/usr/lib/x86_64-linux-gnu/xtables
 mkdir -p "${rootfs}${xtables_dir}"
 cp -a "${xtables_dir}/." "${rootfs}${xtables_dir}/"
