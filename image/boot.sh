@@ -26,8 +26,11 @@
 #   --console-log FILE   guest console to FILE instead of this terminal
 #   --memory MB          guest RAM (default 512, a Pi Zero 2 W)
 #   --append ARGS        more kernel command line
+#   --disk FILE          system disk (default OUT/disk.img)
 #   --writable-disk      write to the system disk (default: QEMU snapshot,
-#                        changes are dropped; the root is read-only anyway)
+#                        changes are dropped). An A/B update writes to it
+#                        (the other slot, the boot state): give --disk a
+#                        copy of OUT/disk.img then
 #
 # Without --console-log the console is this terminal: Ctrl-A X quits,
 # Ctrl-A C switches to the QEMU monitor.
@@ -37,6 +40,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${SEED_IMAGE_OUT:-${here}/out}"
 data=
+disk=
 http_port=8080
 forwards=()
 rnode_socket=
@@ -52,6 +56,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--out) out="$2"; shift 2 ;;
 	--data) data="$2"; shift 2 ;;
+	--disk) disk="$2"; shift 2 ;;
 	--http-port) http_port="$2"; shift 2 ;;
 	--forward) forwards+=("$2"); shift 2 ;;
 	--rnode-socket) rnode_socket="$2"; shift 2 ;;
@@ -71,6 +76,8 @@ for f in vmlinuz initramfs.cpio.gz disk.img; do
 	[ -e "${out}/${f}" ] || { echo "boot.sh: no ${out}/${f}; run image/build.sh first" >&2; exit 1; }
 done
 data="${data:-${out}/data.img}"
+disk="${disk:-${out}/disk.img}"
+[ -e "${disk}" ] || { echo "boot.sh: no system disk ${disk}" >&2; exit 1; }
 [ -e "${data}" ] || truncate -s 256M "${data}"
 
 # /dev/kvm may be a paravirtual KVM that hangs a stock kernel; only use it
@@ -93,7 +100,7 @@ args=(
 	-M pc -accel "${accel}" -m "${memory}" -smp 2
 	-kernel "${out}/vmlinuz" -initrd "${out}/initramfs.cpio.gz"
 	-append "console=ttyS0 root=/dev/vda1 ro seed.data=/dev/vdb quiet panic=10 ${append}"
-	-drive "file=${out}/disk.img,if=virtio,format=raw,snapshot=${snapshot}"
+	-drive "file=${disk},if=virtio,format=raw,snapshot=${snapshot}"
 	-drive "file=${data},if=virtio,format=raw"
 	-netdev "${netdev}" -device virtio-net-pci,netdev=net0
 	-device virtio-serial-pci

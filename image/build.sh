@@ -6,11 +6,15 @@
 #   vmlinuz              Debian's kernel (linux-image-amd64, downloaded once
 #                        with apt-get download and cached in out/cache/)
 #   initramfs.cpio.gz    loads virtio/ext4/watchdog modules, mounts root ro
-#   disk.img             system disk: rootfs.0 (ext4) and an empty rootfs.1,
-#                        laid out by buildroot/board/qemu-x86_64/genimage.cfg
+#   disk.img             system disk: rootfs.0 (ext4), an empty rootfs.1 and
+#                        a blank boot state partition, laid out by
+#                        buildroot/board/qemu-x86_64/genimage.cfg
 #   rootfs.ext4          the root filesystem in disk.img
 #   data.img             blank data disk (created only when absent; the
 #                        guest formats it on first boot)
+#   test-keys/           a TEST update signing CA and key (image/test-keys.sh,
+#                        NOT FOR PRODUCTION), made once, when no
+#                        SEED_RAUC_KEYRING is given
 #
 # A full Buildroot build needs the internet; this needs only the Debian
 # archive (once, for the kernel) and what is installed here. The root
@@ -31,10 +35,15 @@
 #
 # Usage: image/build.sh [--force]
 # Environment: SEED_IMAGE_OUT (default image/out), CARGO_TARGET_DIR,
-#              SEED_GATEWAY_BIN
+#              SEED_GATEWAY_BIN,
+#              SEED_IMAGE_VERSION (VERSION_ID in /etc/os-release; default the
+#              version of gateway/Cargo.toml),
+#              SEED_RAUC_KEYRING (the update keyring, PEM; default the test
+#              CA of out/test-keys/)
 # Needs (Debian): busybox-static kmod e2fsprogs fdisk util-linux genimage
 #                 cpio gzip apt (dpkg-deb, apt-get), hostapd dnsmasq-base iw
-#                 wpasupplicant iptables (the kiosk Wi-Fi), and cargo.
+#                 wpasupplicant iptables (the kiosk Wi-Fi), rauc dbus-daemon
+#                 openssl (the A/B updates), and cargo.
 
 set -euo pipefail
 
@@ -53,9 +62,9 @@ say() { echo "image/build.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 for tool in busybox mke2fs e2fsck resize2fs sfdisk partx genimage cpio gzip depmod modprobe dpkg-deb apt-get ldd sha256sum flock \
-	hostapd dnsmasq iw wpa_supplicant wpa_passphrase xtables-legacy-multi; do
+	hostapd dnsmasq iw wpa_supplicant wpa_passphrase xtables-legacy-multi rauc dbus-daemon openssl; do
 	command -v "${tool}" >/dev/null ||
-		die "missing tool '${tool}' (Debian: busybox-static kmod e2fsprogs fdisk util-linux genimage cpio hostapd dnsmasq-base iw wpasupplicant iptables)"
+		die "missing tool '${tool}' (Debian: busybox-static kmod e2fsprogs fdisk util-linux genimage cpio hostapd dnsmasq-base iw wpasupplicant iptables rauc dbus-daemon openssl)"
 done
 # ldd fails on a static binary; the image has no libraries for busybox.
 if ldd "${busybox}" >/dev/null 2>&1; then
@@ -100,11 +109,23 @@ if [ -z "${SEED_GATEWAY_BIN:-}" ] && { [ ! -x "${gateway_bin}" ] || sources_newe
 fi
 [ -x "${gateway_bin}" ] || die "no gateway binary at ${gateway_bin}"
 
+# --- the update keyring ----------------------------------------------------------
+# A production build names its CA(s); otherwise the test CA, made once.
+if [ -n "${SEED_RAUC_KEYRING:-}" ]; then
+	keyring="${SEED_RAUC_KEYRING}"
+	[ -f "${keyring}" ] || die "SEED_RAUC_KEYRING=${keyring}: no such file"
+else
+	"${here}/test-keys.sh" "${out}/test-keys"
+	keyring="${out}/test-keys/test-ca.cert.pem"
+fi
+
 # --- nothing changed? ---------------------------------------------------------
 inputs_hash="$(
 	{
 		echo "${kernel_deb##*/}"
-		sha256sum "${gateway_bin}" "${busybox}"
+		echo "version=${SEED_IMAGE_VERSION:-}"
+		sha256sum "${gateway_bin}" "${busybox}" "${keyring}" "$(command -v rauc)" "$(command -v dbus-daemon)"
+		sha256sum "${repo}/Cargo.toml" "${repo}/gateway/Cargo.toml"
 		find "${here}" "${br}" -path "${out}" -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum
 	} | sha256sum | cut -d' ' -f1
 )"
@@ -161,6 +182,11 @@ xtables_dir=/usr/lib/x86_64-linux-gnu/xtables
 mkdir -p "${rootfs}${xtables_dir}"
 cp -a "${xtables_dir}/." "${rootfs}${xtables_dir}/"
 
+# What Buildroot's rauc (with D-Bus) and dbus packages provide to the A/B
+# updates (S05rauc; docs/ota.md).
+copy_with_libs "$(command -v rauc)" /usr/bin/rauc "${rootfs}"
+copy_with_libs "$(command -v dbus-daemon)" /usr/bin/dbus-daemon "${rootfs}"
+
 # Modules for modprobe at run time, at their usual place, with modules.dep.
 modules_dir="${kernel_dir}/lib/modules/${kernel_version}"
 grep -v -e '^#' -e '^$' "${here}/rootfs-modules" | while read -r module; do
@@ -183,7 +209,7 @@ install -D -m 0755 "${pkg}/S50seed-gateway" "${rootfs}/etc/init.d/S50seed-gatewa
 # the post-build script.
 cp -a "${br}/rootfs-overlay/." "${rootfs}/"
 cp -a "${br}/board/qemu-x86_64/rootfs-overlay/." "${rootfs}/"
-sh "${br}/board/common/post-build.sh" "${rootfs}"
+SEED_RAUC_KEYRING="${keyring}" sh "${br}/board/common/post-build.sh" "${rootfs}"
 
 used_mb="$(du -sm "${rootfs}" | cut -f1)"
 rm -f "${out}/rootfs.ext4"
@@ -194,12 +220,17 @@ mke2fs -q -t ext4 -L rootfs.0 -d "${rootfs}" -E root_owner=0:0 \
 say "initramfs (kernel ${kernel_version})"
 initramfs="${out}/initramfs"
 rm -rf "${initramfs}"
-mkdir -p "${initramfs}"/{bin,dev,proc,sys,etc,newroot,lib/modules}
+mkdir -p "${initramfs}"/{bin,dev,proc,sys,etc,newroot,tmp,lib/modules}
 install -m 0755 "${busybox}" "${initramfs}/bin/busybox"
 "${busybox}" --list | grep -v '^busybox$' | while read -r applet; do
 	ln -sf busybox "${initramfs}/bin/${applet}"
 done
 install -m 0755 "${here}/initramfs/init" "${initramfs}/init"
+# The boot selector: the same script and settings as the root filesystem's.
+mkdir -p "${initramfs}/usr/libexec/seed" "${initramfs}/etc/default" "${initramfs}/etc/rauc"
+install -m 0755 "${rootfs}/usr/libexec/seed/bootstate" "${initramfs}/usr/libexec/seed/bootstate"
+install -m 0644 "${rootfs}/etc/default/seed-bootstate" "${initramfs}/etc/default/seed-bootstate"
+install -m 0644 "${rootfs}/etc/rauc/system.conf" "${initramfs}/etc/rauc/system.conf"
 : >"${initramfs}/etc/modules.order"
 grep -v -e '^#' -e '^$' "${here}/modules" | while read -r module; do
 	modprobe -d "${kernel_dir}" -S "${kernel_version}" --show-depends "${module}" |

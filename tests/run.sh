@@ -22,7 +22,7 @@ packages=(
   busybox-static kmod cpio gzip      # the test image's userland and modules
   e2fsprogs squashfs-tools dosfstools fdisk util-linux genimage # its disks
   hostapd dnsmasq-base iw wpasupplicant iptables # the kiosk Wi-Fi in the image
-  rauc openssl                       # update bundles and test keys
+  rauc dbus-daemon openssl           # update bundles, test keys, RAUC in the image
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,8 @@
 //!   a phone-sized window, for the status page.
 //! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
 //!   says (gateway id, status page, simulated concentrator's GWMP port).
+//! - [`file_server`]: a static HTTP file server the QEMU guest downloads
+//!   update bundles from (with `Range` for resumed downloads).
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
@@ -15,16 +17,21 @@
 //! - [`rauc_bundles`]: test signing keys and RAUC bundles made with Debian's rauc.
 //! - [`qemu`]: the appliance test image booted in QEMU (status page port
 //!   forward, RNode port, debug shell, power cut).
+//! - [`rauc`]: RAUC update bundles made with `image/make-bundle.sh` and
+//!   checked with Debian's `rauc` on the host; test keys; ext4 edits with
+//!   debugfs; deliberate damage.
 //! - [`simulate`]: `seed-gateway simulate` (simulated devices behind an
 //!   emulated packet forwarder or RNode) as a child process, and its summary.
 
 pub mod browser;
 pub mod bundle_server;
 pub mod demo;
+pub mod file_server;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
 pub mod qemu;
+pub mod rauc;
 pub mod rauc_bundles;
 pub mod simulate;

@@ -16,6 +16,13 @@
 //! - [`Guest::power_cut`] kills QEMU with SIGKILL, as pulling the plug: the
 //!   data disk keeps whatever reached it, and booting the same
 //!   [`GuestOptions::data_disk`] again is the next power-on.
+//! - A/B updates write to the system disk, so a test that installs one
+//!   boots a writable copy ([`writable_system_disk`],
+//!   [`GuestOptions::system_disk`]); other tests boot `disk.img` itself in
+//!   QEMU's snapshot mode. A reboot inside the guest keeps QEMU, the console
+//!   log and the debug connection: [`Guest::wait_boot`] waits for the next
+//!   boot's `seed-boot: slot X` line of the boot selector and says which
+//!   slot it chose, [`Guest::wait_shell`] for the debug shell to answer.
 //!
 //! Boot takes tens of seconds under emulation; every wait here is bounded and
 //! fails with the tail of the guest console, which is where a boot problem
@@ -109,6 +116,10 @@ pub struct GuestOptions {
     pub memory_mb: u32,
     /// Appended to the kernel command line (e.g. `seed.data=/dev/vdb1`).
     pub kernel_append: String,
+    /// A system disk the guest may write to (a copy: see
+    /// [`writable_system_disk`]); `None` boots the image's `disk.img` in
+    /// snapshot mode, every write dropped.
+    pub system_disk: Option<PathBuf>,
 }
 
 impl GuestOptions {
@@ -118,7 +129,13 @@ impl GuestOptions {
             rnode: RnodeHost::Socket,
             memory_mb: 512,
             kernel_append: String::new(),
+            system_disk: None,
         }
+    }
+
+    pub fn system_disk(mut self, disk: impl Into<PathBuf>) -> GuestOptions {
+        self.system_disk = Some(disk.into());
+        self
     }
 
     pub fn kernel_append(mut self, args: &str) -> GuestOptions {
@@ -192,6 +209,9 @@ impl Guest {
             .arg(options.memory_mb.to_string())
             .arg("--append")
             .arg(&options.kernel_append);
+        if let Some(disk) = &options.system_disk {
+            command.arg("--disk").arg(disk).arg("--writable-disk");
+        }
         match &options.rnode {
             RnodeHost::Socket => {
                 command
@@ -381,6 +401,89 @@ impl Guest {
         }
     }
 
+    /// Like [`Guest::shell`], but gives up after `limit` and returns `None`
+    /// (a guest that is rebooting does not answer). A late answer to a
+    /// command given up on is skipped by the next one: each waits for its
+    /// own marker.
+    pub async fn try_shell(&mut self, command: &str, limit: Duration) -> Option<ShellOutput> {
+        self.commands += 1;
+        let marker = format!("__seed_done_{}__", self.commands);
+        let script = format!("( {command}\n) </dev/null 2>&1; echo \"{marker} $?\"\n");
+        let debug = self.debug.as_mut().expect("debug shell connected");
+        let exchange = async {
+            debug.get_mut().write_all(script.as_bytes()).await.ok()?;
+            let mut output = String::new();
+            loop {
+                let mut line = String::new();
+                if debug.read_line(&mut line).await.ok()? == 0 {
+                    return None;
+                }
+                if let Some(status) = line.trim_end().strip_prefix(&format!("{marker} ")) {
+                    let status = status.parse().unwrap_or(-1);
+                    return Some(ShellOutput { status, output });
+                }
+                output.push_str(&line);
+            }
+        };
+        timeout(limit, exchange).await.ok().flatten()
+    }
+
+    /// Waits until the debug shell answers (after a reboot), bounded.
+    pub async fn wait_shell(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self
+                .try_shell("true", Duration::from_secs(5))
+                .await
+                .is_some()
+            {
+                return;
+            }
+        }
+        panic!(
+            "the debug shell did not answer within {limit:?}\n{}",
+            self.diagnostics()
+        );
+    }
+
+    /// The slots the boot selector chose so far, one per boot, in order
+    /// (the initramfs's `seed-boot: slot X (DEVICE)` console lines).
+    pub fn booted_slots(&self) -> Vec<String> {
+        self.console()
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("seed-boot: slot ")? + "seed-boot: slot ".len()..];
+                rest.split_whitespace().next().map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// Waits until the guest has booted `count` times since power-on (a
+    /// reboot keeps QEMU running), bounded by `limit`; returns the slot the
+    /// last of those boots chose.
+    pub async fn wait_boot(&mut self, count: usize, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let slots = self.booted_slots();
+            if slots.len() >= count {
+                return slots[count - 1].clone();
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "boot number {count} did not come within {limit:?} (boots so far: {slots:?})\n{}",
+                    self.diagnostics()
+                );
+            }
+            if let Ok(Some(status)) = self.qemu.try_wait() {
+                panic!(
+                    "QEMU exited ({status}) waiting for boot number {count}\n{}",
+                    self.diagnostics()
+                );
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Like [`Guest::shell`], and fails the test unless the command exits 0.
     pub async fn shell_ok(&mut self, command: &str) -> String {
         let out = self.shell(command).await;
@@ -454,6 +557,21 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .await
         .ok()
         .flatten()
+}
+
+/// A copy of the image's system disk (`disk.img`: both root filesystem
+/// slots and the boot state) at `path`, for a guest that writes to it
+/// ([`GuestOptions::system_disk`]). Sparse: the empty slot costs nothing.
+pub fn writable_system_disk(path: &Path) -> PathBuf {
+    let image = ensure_image();
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(image.join("disk.img"))
+        .arg(path)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "copying disk.img to {}", path.display());
+    path.to_path_buf()
 }
 
 /// A data disk that already holds `files` (path inside the data partition,

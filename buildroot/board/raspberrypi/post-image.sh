@@ -9,12 +9,15 @@ set -euo pipefail
 BINARIES_DIR="$1"
 BOARD_DIR="$(dirname "$0")"
 
-# Everything the firmware package and the kernel put in BINARIES_DIR goes
-# on the boot partition: firmware, config.txt, cmdline.txt, overlays/,
-# device trees, and the kernel that config.txt names.
+# Everything the firmware package and U-Boot put in BINARIES_DIR goes on
+# the boot partition: firmware, config.txt, cmdline.txt (root= is added by
+# boot.scr), overlays/, device trees, what config.txt names as its kernel
+# (u-boot.bin) and U-Boot's boot script. The Linux kernel is not there: each
+# root filesystem slot carries its own (/boot/Image), so an update brings
+# its kernel with it.
 kernel="$(sed -n 's/^kernel=//p' "${BINARIES_DIR}/rpi-firmware/config.txt")"
 files=()
-for f in "${BINARIES_DIR}"/rpi-firmware/* "${BINARIES_DIR}"/*.dtb "${BINARIES_DIR}/${kernel}"; do
+for f in "${BINARIES_DIR}"/rpi-firmware/* "${BINARIES_DIR}"/*.dtb "${BINARIES_DIR}/${kernel}" "${BINARIES_DIR}/boot.scr"; do
 	[ -e "${f}" ] && files+=("$(printf '\t\t\t"%s",' "${f#"${BINARIES_DIR}"/}")")
 done
 config="${BINARIES_DIR}/genimage.cfg"
