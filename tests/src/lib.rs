@@ -6,15 +6,12 @@
 //!   a phone-sized window, for the status page.
 //! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
 //!   says (gateway id, status page, simulated concentrator's GWMP port).
-//! - [`file_server`]: a static HTTP file server the QEMU guest downloads
-//!   update bundles from (with `Range` for resumed downloads).
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
-//! - [`rauc_bundles`]: test signing keys and RAUC bundles made with Debian's rauc.
 //! - [`qemu`]: the appliance test image booted in QEMU (status page port
 //!   forward, RNode port, debug shell, power cut).
 //! - [`rauc`]: RAUC update bundles made with `image/make-bundle.sh` and
@@ -26,12 +23,10 @@
 pub mod browser;
 pub mod bundle_server;
 pub mod demo;
-pub mod file_server;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod pki;
 pub mod qemu;
 pub mod rauc;
-pub mod rauc_bundles;
 pub mod simulate;

@@ -13,6 +13,8 @@
 //!   image with `debugfs`, without mounting it (no root or loop devices
 //!   needed); [`small_rootfs`] makes a small stand-in root filesystem.
 //! - [`flip_byte`] and [`signature_range`] damage a bundle on purpose.
+//! - [`pretend_system`]: the system.conf and os-release of a pretend system,
+//!   for the gateway's OTA agent on the host.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -278,4 +280,23 @@ pub fn signature_range(bundle: &Path) -> (u64, u64) {
         bundle.display()
     );
     (end - length, length)
+}
+
+/// A pretend system for the gateway's OTA agent on the host: RAUC's
+/// system.conf with `compatible`, and an os-release with
+/// `VERSION_ID=version`. Returns (system.conf, os-release).
+pub fn pretend_system(dir: &Path, compatible: &str, version: &str) -> (PathBuf, PathBuf) {
+    let conf = dir.join("system.conf");
+    std::fs::write(
+        &conf,
+        format!("[system]\ncompatible={compatible}\nbootloader=custom\n"),
+    )
+    .expect("system.conf written");
+    let release = dir.join("os-release");
+    std::fs::write(
+        &release,
+        format!("NAME=\"Seed gateway\"\nVERSION_ID={version}\n"),
+    )
+    .expect("os-release written");
+    (conf, release)
 }

@@ -24,7 +24,7 @@ use seed_e2e::browser::{artifacts_dir, unavailable, Browser, PHONE_HEIGHT, PHONE
 use seed_e2e::demo::{DemoOptions, DemoProcess};
 use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};
-use seed_e2e::rauc_bundles::{build_bundle, pretend_system, SigningKeys};
+use seed_e2e::rauc::{make_bundle, pretend_system, small_rootfs, TestKeys};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -598,17 +598,20 @@ async fn an_update_uploaded_on_the_admin_page_is_checked_and_its_outcome_shown()
     }
     let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let keys = SigningKeys::generate(dir.path(), "trusted");
-    let stranger = SigningKeys::generate(dir.path(), "stranger");
+    let keys = TestKeys::generate(&dir.path().join("trusted"));
+    let stranger = TestKeys::generate(&dir.path().join("stranger"));
     let (system_conf, release) = pretend_system(dir.path(), "seed-gateway-test", "1.0.0");
-    // Incompressible enough for squashfs to exceed its 4 KiB minimum.
-    let payload: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let rootfs = small_rootfs(&dir.path().join("rootfs.ext4"), "2.0.0");
     let foreign = dir.path().join("foreign.raucb");
-    build_bundle(&foreign, &stranger, "seed-gateway-test", "2.0.0", &payload);
+    make_bundle(
+        &stranger,
+        "seed-gateway-test",
+        "2.0.0",
+        Some(&rootfs),
+        &foreign,
+    );
     let good = dir.path().join("good.raucb");
-    build_bundle(&good, &keys, "seed-gateway-test", "2.0.0", &payload);
+    make_bundle(&keys, "seed-gateway-test", "2.0.0", Some(&rootfs), &good);
 
     let mut config = TestConfig::new(dir.path());
     config.extra = format!(

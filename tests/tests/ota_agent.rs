@@ -16,7 +16,7 @@ use rumqttc::Publish;
 use seed_e2e::bundle_server::{BundleServer, Served};
 use seed_e2e::gateway::{GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
-use seed_e2e::rauc_bundles::{build_bundle, pretend_system, SigningKeys};
+use seed_e2e::rauc::{make_bundle, pretend_system, small_rootfs, TestKeys};
 use serde_json::{json, Value};
 
 /// Bound on every wait; a pass never depends on it being short.
@@ -43,7 +43,7 @@ impl Rig {
         let broker = Mosquitto::start(MosquittoOptions::new()).await;
         let bundles = dir.path().join("bundles");
         std::fs::create_dir_all(&bundles).expect("bundle dir");
-        let trusted = SigningKeys::generate(&bundles, "trusted");
+        let trusted = TestKeys::generate(&bundles.join("trusted"));
         let (system_conf, release) = pretend_system(dir.path(), COMPATIBLE, RUNNING_VERSION);
         let mut config = TestConfig::new(dir.path());
         config.mqtt_url = Some(broker.url());
@@ -77,25 +77,32 @@ impl Rig {
         }
     }
 
-    fn keys(&self, name: &str) -> SigningKeys {
-        if name == "trusted" {
-            SigningKeys {
-                ca_cert: self.bundles.join("trusted-ca.pem"),
-                cert: self.bundles.join("trusted-signer.pem"),
-                key: self.bundles.join("trusted-signer.key"),
+    /// The keys the gateway trusts (`trusted`) or a new unrelated pair.
+    fn keys(&self, name: &str) -> TestKeys {
+        let dir = self.bundles.join(name);
+        if dir.join("test-ca.cert.pem").exists() {
+            TestKeys {
+                ca_cert: dir.join("test-ca.cert.pem"),
+                signing_cert: dir.join("test-signing.cert.pem"),
+                signing_key: dir.join("test-signing.key.pem"),
             }
         } else {
-            SigningKeys::generate(&self.bundles, name)
+            TestKeys::generate(&dir)
         }
     }
 
-    /// Builds a bundle, serves it as `name`, returns its bytes.
-    fn bundle(&self, name: &str, keys: &SigningKeys, compatible: &str, version: &str) -> Vec<u8> {
-        let path = self.bundles.join(name);
-        // Large enough that a transfer takes several reads.
-        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-        build_bundle(&path, keys, compatible, version, &payload);
-        std::fs::read(&path).expect("bundle built")
+    /// Builds a bundle (a small root filesystem saying `version`) as
+    /// `name` and returns its bytes.
+    fn bundle(&self, name: &str, keys: &TestKeys, compatible: &str, version: &str) -> Vec<u8> {
+        let rootfs = small_rootfs(&self.bundles.join(format!("{name}.ext4")), version);
+        let path = make_bundle(
+            keys,
+            compatible,
+            version,
+            Some(&rootfs),
+            &self.bundles.join(name),
+        );
+        std::fs::read(path).expect("bundle built")
     }
 
     async fn command(&mut self, command: Value) {

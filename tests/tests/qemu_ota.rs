@@ -1,18 +1,19 @@
 //! Signed A/B updates of the appliance image, end to end in QEMU with
-//! Debian's RAUC 1.8 in the guest (docs/ota.md).
+//! Debian's RAUC 1.8 in the guest, driven the way a backend drives them:
+//! update commands on the host's Mosquitto, bundles on an HTTP server on
+//! the host, and the gateway's own reports on `ota/progress` (docs/ota.md).
 //!
-//! One appliance, one story: it runs slot A; a bundle with a changed
-//! payload byte and a bundle for another board are refused at install and
-//! change nothing; an update (version 2.0.0) is
-//! downloaded from a server on the host and installed into slot B; B boots
-//! on trial and is marked good. Then a broken update (3.0.0, whose gateway
-//! exits at once) goes into A: A boots on trial three times, the guard
-//! reboots it each time because nothing marks it good, and the boot
-//! selector goes back to B, the confirmed system: the rollback. What was
-//! written to /data before the updates is still there at the end.
-//!
-//! Installing is [`install_bundle`]: today through the debug shell, later
-//! through the gateway's own OTA command.
+//! One appliance, one story. It runs slot A. A bundle for another board is
+//! refused by the gateway's checks, and a bundle with a changed payload
+//! byte (its signature still verifies) fails in `rauc install`; neither
+//! changes the boot state. Update 2.0.0 is downloaded, checked, installed
+//! into slot B; the gateway stops cleanly and reboots; B boots on trial,
+//! the new gateway checks its health, marks B good and reports `installed`.
+//! Then a broken update (3.0.0, whose gateway exits at once) goes into A:
+//! A boots on trial three times, the guard reboots it each time because
+//! nothing marks it good, the boot selector goes back to B, and B's gateway
+//! reports `rolled_back`. What was written to /data before the updates is
+//! still there at the end.
 //!
 //! The cost is boots under software emulation: five reboots after the
 //! first boot. The time of each phase is printed as a benchmark figure,
@@ -21,14 +22,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use seed_e2e::file_server::FileServer;
+use rumqttc::Publish;
+use seed_e2e::bundle_server::{BundleServer, Served};
+use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
 use seed_e2e::qemu::{
-    ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, ShellOutput, STATUS_PATH,
+    data_disk_with, ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, STATUS_PATH,
 };
 use seed_e2e::rauc::{
     ext4_replace, flip_byte, info, make_bundle, manifest_of, small_rootfs, TestKeys,
     QEMU_COMPATIBLE,
 };
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 /// Longest one reboot may take to the boot selector's line on the console
@@ -36,73 +40,95 @@ use tokio::time::Instant;
 const REBOOT_LIMIT: Duration = Duration::from_secs(240);
 /// Longest the status page may take after the boot selector chose a slot.
 const UP_LIMIT: Duration = Duration::from_secs(240);
+/// Longest a download, check and install may take under emulation.
+const INSTALL_LIMIT: Duration = Duration::from_secs(300);
 /// How long the trial of the broken update waits for a confirmation before
 /// the guard reboots: short, so the three tries cost boots, not waiting.
 const TEST_CONFIRM_DEADLINE_S: u32 = 5;
 /// Tries a slot on trial has (docs/ota.md).
 const TRIES: usize = 3;
 
-/// What installing a bundle came to: the version its signed manifest
-/// announced (`rauc info --keyring`), and `rauc install`'s exit status and
-/// output.
-struct Installed {
-    version: String,
-    install: ShellOutput,
+/// The technician's configuration on /data: the host's broker (as QEMU's
+/// user network shows it), the appliance's OTA settings, and the
+/// concentrator link of the default configuration (no radio is attached).
+fn guest_config(broker_port: u16) -> String {
+    format!(
+        "[gateway]\ndata_dir = \"/data/seed-gateway\"\nlog_level = \"info\"\n\
+         [http]\nbind = \"0.0.0.0:8080\"\n\
+         [mqtt]\nurl = \"mqtt://10.0.2.2:{broker_port}\"\nreconnect_min_ms = 500\nreconnect_max_ms = 5000\n\
+         [[link]]\nname = \"sx1302\"\ntype = \"gwmp\"\nbind = \"127.0.0.1:1700\"\n\
+         [ota]\nrauc = \"/usr/bin/rauc\"\nreboot_command = [\"/sbin/reboot\"]\n"
+    )
 }
 
-/// Installs the bundle at `url` on the running guest: download to /data,
-/// check its signature against the image's keyring (`rauc info`), `rauc
-/// install`. (The gateway's OTA agent takes this over.)
-async fn install_bundle(guest: &mut Guest, url: &str) -> Installed {
-    guest
-        .shell_ok(&format!(
-            "mkdir -p /data/ota && rm -f /data/ota/update.raucb && wget -q -O /data/ota/update.raucb {url}"
-        ))
-        .await;
-    let checked = guest
-        .shell_ok(
-            "rauc info --keyring /etc/rauc/keyring.pem --output-format=json /data/ota/update.raucb 2>/dev/null",
-        )
-        .await;
-    let manifest: serde_json::Value = serde_json::from_str(checked.trim())
-        .unwrap_or_else(|e| panic!("rauc info in the guest printed no JSON ({e}): {checked}"));
-    let install = guest.shell("rauc install /data/ota/update.raucb").await;
-    guest.shell_ok("rm -f /data/ota/update.raucb").await;
-    Installed {
-        version: manifest["version"].as_str().unwrap_or_default().to_string(),
-        install,
+/// The backend's side: commands out, reports in.
+struct Rollout {
+    backend: Backend,
+    progress: Subscriber,
+    command_topic: String,
+}
+
+impl Rollout {
+    /// Sends an update command for the bundle `name` served by `server`.
+    async fn command(
+        &mut self,
+        server: &BundleServer,
+        id: &str,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+    ) {
+        let command = json!({
+            "id": id,
+            "url": server.url("10.0.2.2", name),
+            "version": version,
+            "sha256": sha256_hex(bytes),
+        });
+        let topic = self.command_topic.clone();
+        self.backend
+            .publish(&topic, command.to_string().as_bytes())
+            .await;
+    }
+
+    /// Reports of update `id` until one in state `until` (or any final
+    /// state); returns them in order of arrival.
+    async fn reports_until(&mut self, id: &str, until: &[&str], limit: Duration) -> Vec<Value> {
+        let ours = |r: &Value| r["id"] == id;
+        let done = |r: &Value| {
+            ours(r)
+                && r["state"].as_str().is_some_and(|s| {
+                    until.contains(&s)
+                        || ["refused", "failed", "installed", "rolled_back"].contains(&s)
+                })
+        };
+        let what = format!("update {id} to reach {until:?}");
+        let got = self
+            .progress
+            .collect_until(limit, &what, |got: &[Publish]| {
+                got.iter().map(json_of).any(|r| done(&r))
+            })
+            .await;
+        got.iter().map(json_of).filter(|r| ours(r)).collect()
     }
 }
 
-/// Installs and fails the test unless RAUC reports success for `version`.
-async fn install_ok(guest: &mut Guest, url: &str, version: &str) {
-    let installed = install_bundle(guest, url).await;
-    assert_eq!(installed.version, version, "the guest read another bundle");
-    assert!(
-        installed.install.status == 0
-            && installed
-                .install
-                .output
-                .contains("Installing `/data/ota/update.raucb` succeeded"),
-        "rauc install failed:\n{}",
-        installed.install.output
-    );
+fn json_of(p: &Publish) -> Value {
+    serde_json::from_slice(&p.payload)
+        .unwrap_or_else(|e| panic!("ota/progress payload is not JSON ({e})"))
 }
 
-/// Installs and fails the test unless RAUC refuses with `reason`, leaving
-/// the box as it was: A first and alone, B empty, nothing on trial.
-async fn install_refused(guest: &mut Guest, url: &str, reason: &str) {
-    let installed = install_bundle(guest, url).await;
-    assert_ne!(
-        installed.install.status, 0,
-        "rauc install accepted {url}:\n{}",
-        installed.install.output
-    );
-    assert!(
-        installed.install.output.contains(reason),
-        "rauc install refused {url} for another reason than {reason:?}:\n{}",
-        installed.install.output
-    );
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn last_state(reports: &[Value]) -> (&str, &Value) {
+    let last = reports.last().expect("at least one report");
+    (last["state"].as_str().unwrap_or_default(), last)
+}
+
+/// Fails unless the boot state is A's alone, nothing on trial.
+async fn assert_untouched(guest: &mut Guest, after: &str) {
     let state = boot_state(guest).await;
     for line in [
         "BOOT_ORDER=A B",
@@ -112,7 +138,7 @@ async fn install_refused(guest: &mut Guest, url: &str, reason: &str) {
     ] {
         assert!(
             state.lines().any(|l| l == line),
-            "a refused install changed the boot state (no {line}):\n{state}"
+            "{after} changed the boot state (no {line}):\n{state}"
         );
     }
 }
@@ -158,12 +184,6 @@ async fn version_id(guest: &mut Guest) -> String {
         .to_string()
 }
 
-/// Reboots the guest and waits for boot number `count` to choose a slot.
-async fn reboot(guest: &mut Guest, count: usize) -> String {
-    guest.shell_ok("reboot").await;
-    guest.wait_boot(count, REBOOT_LIMIT).await
-}
-
 /// Waits until the guest that just chose its slot serves its status page
 /// and its debug shell answers.
 async fn wait_up(guest: &mut Guest) {
@@ -204,11 +224,11 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let keys = TestKeys::of_test_image();
 
-    // The two updates, signed with the key of the image's test keyring.
+    // The updates, signed with the key of the image's test keyring.
     let bundles = dir.path().join("bundles");
     std::fs::create_dir_all(&bundles).unwrap();
     let started = Instant::now();
-    make_bundle(
+    let v2 = make_bundle(
         &keys,
         QEMU_COMPATIBLE,
         "2.0.0",
@@ -216,28 +236,23 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         &bundles.join("seed-2.0.0.raucb"),
     );
     let broken = broken_rootfs(dir.path());
-    make_bundle(
+    let v3 = make_bundle(
         &keys,
         QEMU_COMPATIBLE,
         "3.0.0",
         Some(&broken),
         &bundles.join("seed-3.0.0.raucb"),
     );
-    let v3 = info(&keys.ca_cert, &bundles.join("seed-3.0.0.raucb"));
     assert_eq!(
-        manifest_of(&v3),
+        manifest_of(&info(&keys.ca_cert, &v3)),
         (QEMU_COMPATIBLE.to_string(), "3.0.0".to_string())
     );
-    // Two that must be refused at install: a payload byte changed (the
-    // signature still verifies; device-mapper verity catches it while the
-    // slot is written), and a bundle for another board.
-    std::fs::copy(
-        bundles.join("seed-2.0.0.raucb"),
-        bundles.join("tampered.raucb"),
-    )
-    .unwrap();
-    flip_byte(&bundles.join("tampered.raucb"), 5 * 1024 * 1024);
-    make_bundle(
+    // A payload byte changed: the signature still verifies, device-mapper
+    // verity catches it while the slot is written. And one for another board.
+    let tampered = bundles.join("tampered.raucb");
+    std::fs::copy(&v2, &tampered).unwrap();
+    flip_byte(&tampered, 5 * 1024 * 1024);
+    let for_a_pi = make_bundle(
         &keys,
         "seed-gateway-rpi4",
         "2.0.0",
@@ -245,12 +260,29 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         &bundles.join("for-a-pi.raucb"),
     );
     phase("bundles made on the host", started);
-    let server = FileServer::start(&bundles).await;
+    let server = BundleServer::start("127.0.0.1:0".parse().unwrap()).await;
+    let mut files = std::collections::HashMap::new();
+    for (name, path) in [
+        ("seed-2.0.0.raucb", &v2),
+        ("seed-3.0.0.raucb", &v3),
+        ("tampered.raucb", &tampered),
+        ("for-a-pi.raucb", &for_a_pi),
+    ] {
+        let bytes = std::fs::read(path).unwrap();
+        server.put(name, Served::file(bytes.clone()));
+        files.insert(name, bytes);
+    }
 
     // --- first boot: slot A, the image's version -----------------------------
+    let broker = Mosquitto::start(MosquittoOptions::new()).await;
+    let data = dir.path().join("data.img");
+    data_disk_with(
+        &data,
+        &[("seed-gateway/config.toml", &guest_config(broker.port()))],
+    );
     let started = Instant::now();
-    let options = GuestOptions::new(dir.path().join("data.img"))
-        .system_disk(writable_system_disk(&dir.path().join("disk.img")));
+    let options =
+        GuestOptions::new(&data).system_disk(writable_system_disk(&dir.path().join("disk.img")));
     let mut guest = Guest::boot(&options).await;
     guest.wait_status_page().await;
     assert_eq!(guest.wait_boot(1, REBOOT_LIMIT).await, "A");
@@ -259,75 +291,129 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     assert!(!base_version.is_empty(), "no VERSION_ID in /etc/os-release");
     let (booted, _) = rauc_status(&mut guest).await;
     assert_eq!(booted, "A", "rauc does not see slot A booted");
+    let (_, status) = guest
+        .http_get("/api/v1/status")
+        .await
+        .expect("status answers");
+    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    let gateway_id = status["gateway"]["id"]
+        .as_str()
+        .expect("gateway id")
+        .to_string();
+    let mut backend = Rollout {
+        backend: Backend::connect(&broker).await,
+        progress: Subscriber::connect(
+            broker.observer_port(),
+            &format!("seed/v1/gw/{gateway_id}/ota/progress"),
+        )
+        .await,
+        command_topic: format!("seed/v1/gw/{gateway_id}/ota/command"),
+    };
     guest
         .shell_ok("mkdir -p /data/ota-test && echo 'written before the updates' > /data/ota-test/kept && sync")
         .await;
 
-    // --- refused bundles leave the box as it was -------------------------------
+    // --- refused and failed updates leave the box as it was --------------------
     let started = Instant::now();
-    install_refused(
-        &mut guest,
-        &server.guest_url("tampered.raucb"),
-        "Failed updating slot rootfs.1: Failed splicing data: Error reading from file: Input/output error",
-    )
-    .await;
-    install_refused(
-        &mut guest,
-        &server.guest_url("for-a-pi.raucb"),
-        "Compatible mismatch: Expected 'seed-gateway-qemu-x86_64' but bundle manifest has 'seed-gateway-rpi4'",
-    )
-    .await;
-    phase("two refused installs", started);
+    backend
+        .command(
+            &server,
+            "for-a-pi",
+            "for-a-pi.raucb",
+            "2.0.0",
+            &files["for-a-pi.raucb"],
+        )
+        .await;
+    let reports = backend.reports_until("for-a-pi", &[], INSTALL_LIMIT).await;
+    let (state, report) = last_state(&reports);
+    assert_eq!(state, "refused", "{reports:?}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("seed-gateway-rpi4") && r.contains(QEMU_COMPATIBLE)),
+        "{report}"
+    );
+    assert_untouched(&mut guest, "a bundle for another board").await;
+    backend
+        .command(
+            &server,
+            "tampered",
+            "tampered.raucb",
+            "2.0.0",
+            &files["tampered.raucb"],
+        )
+        .await;
+    let reports = backend.reports_until("tampered", &[], INSTALL_LIMIT).await;
+    let (state, report) = last_state(&reports);
+    assert_eq!(state, "failed", "{reports:?}");
+    assert!(
+        report["reason"].as_str().is_some_and(|r| r.starts_with("installing failed") && r.contains("Input/output error")),
+        "{report}"
+    );
+    assert_untouched(&mut guest, "a tampered bundle").await;
+    phase("a refused and a failed update", started);
 
-    // --- update 2.0.0 into B, trial boot, confirmation ------------------------
+    // --- update 2.0.0 into B, the gateway reboots, B confirms itself -----------
     let started = Instant::now();
-    install_ok(&mut guest, &server.guest_url("seed-2.0.0.raucb"), "2.0.0").await;
-    let state = boot_state(&mut guest).await;
-    for line in ["BOOT_ORDER=B A", "BOOT_B_LEFT=3", "BOOT_TRIAL=B"] {
+    backend
+        .command(
+            &server,
+            "to-2",
+            "seed-2.0.0.raucb",
+            "2.0.0",
+            &files["seed-2.0.0.raucb"],
+        )
+        .await;
+    let reports = backend
+        .reports_until("to-2", &["rebooting"], INSTALL_LIMIT)
+        .await;
+    let states: Vec<&str> = reports.iter().filter_map(|r| r["state"].as_str()).collect();
+    assert_eq!(last_state(&reports).0, "rebooting", "{reports:?}");
+    assert_eq!(last_state(&reports).1["slot"], "B", "{reports:?}");
+    for state in ["downloading", "verifying", "installing"] {
         assert!(
-            state.lines().any(|l| l == line),
-            "after install into B, no {line}:\n{state}"
+            states.contains(&state),
+            "no {state:?} progress in {states:?}"
         );
     }
-    phase("download and install 2.0.0", started);
     assert!(
         server
             .requests()
             .iter()
-            .any(|r| r.path == "/seed-2.0.0.raucb" && r.status == 200),
+            .any(|r| r.path == "/seed-2.0.0.raucb"),
         "the guest did not fetch the bundle from the host: {:?}",
         server.requests()
     );
+    phase("download and install 2.0.0", started);
 
     let started = Instant::now();
     assert_eq!(
-        reboot(&mut guest, 2).await,
+        guest.wait_boot(2, REBOOT_LIMIT).await,
         "B",
         "the new slot did not boot"
     );
+    let reports = backend
+        .reports_until("to-2", &["installed"], UP_LIMIT + INSTALL_LIMIT)
+        .await;
+    let (state, report) = last_state(&reports);
+    assert_eq!(state, "installed", "{reports:?}");
+    assert_eq!(report["running_version"], "2.0.0", "{report}");
+    assert_eq!(report["slot"], "B", "{report}");
+    phase("reboot into 2.0.0, health check, mark-good", started);
     wait_up(&mut guest).await;
-    phase("reboot into 2.0.0 (trial)", started);
-    let state = boot_state(&mut guest).await;
-    assert!(
-        state.lines().any(|l| l == "BOOT_B_LEFT=2") && state.lines().any(|l| l == "BOOT_TRIAL=B"),
-        "the trial boot did not count down B's tries:\n{state}"
-    );
-    let guard = guest.shell_ok("cat /var/run/seed-ota-guard.pid").await;
-    assert!(!guard.trim().is_empty(), "the trial guard does not run");
-    guest.shell_ok("rauc status mark-good").await;
+    assert_eq!(version_id(&mut guest).await, "2.0.0");
+    assert_ne!(base_version, "2.0.0");
     let (booted, slots) = rauc_status(&mut guest).await;
     assert_eq!(booted, "B", "rauc does not see slot B booted");
     assert!(
         slots.contains(&("B".to_string(), "good".to_string())),
-        "B not good after mark-good: {slots:?}"
+        "B not good: {slots:?}"
     );
     let state = boot_state(&mut guest).await;
     assert!(
         state.lines().any(|l| l == "BOOT_B_LEFT=3") && state.lines().any(|l| l == "BOOT_TRIAL="),
-        "mark-good did not end the trial:\n{state}"
+        "the gateway's mark-good did not end the trial:\n{state}"
     );
-    assert_eq!(version_id(&mut guest).await, "2.0.0");
-    assert_ne!(base_version, "2.0.0");
 
     // --- update 3.0.0 (broken) into A: three trial boots, then back to B ------
     guest
@@ -336,18 +422,23 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         ))
         .await;
     let started = Instant::now();
-    install_ok(&mut guest, &server.guest_url("seed-3.0.0.raucb"), "3.0.0").await;
-    let state = boot_state(&mut guest).await;
-    for line in ["BOOT_ORDER=A B", "BOOT_A_LEFT=3", "BOOT_TRIAL=A"] {
-        assert!(
-            state.lines().any(|l| l == line),
-            "after install into A, no {line}:\n{state}"
-        );
-    }
+    backend
+        .command(
+            &server,
+            "to-3",
+            "seed-3.0.0.raucb",
+            "3.0.0",
+            &files["seed-3.0.0.raucb"],
+        )
+        .await;
+    let reports = backend
+        .reports_until("to-3", &["rebooting"], INSTALL_LIMIT)
+        .await;
+    assert_eq!(last_state(&reports).0, "rebooting", "{reports:?}");
+    assert_eq!(last_state(&reports).1["slot"], "A", "{reports:?}");
     phase("download and install 3.0.0", started);
 
     let started = Instant::now();
-    guest.shell_ok("reboot").await;
     for try_number in 1..=TRIES {
         let slot = guest.wait_boot(2 + try_number, REBOOT_LIMIT).await;
         assert_eq!(
@@ -360,11 +451,18 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         slot, "B",
         "after {TRIES} unconfirmed boots of A the box did not go back to B"
     );
-    wait_up(&mut guest).await;
+    let reports = backend
+        .reports_until("to-3", &["rolled_back"], UP_LIMIT + INSTALL_LIMIT)
+        .await;
+    let (state, report) = last_state(&reports);
+    assert_eq!(state, "rolled_back", "{reports:?}");
+    assert_eq!(report["version"], "3.0.0", "{report}");
+    assert_eq!(report["running_version"], "2.0.0", "{report}");
     phase(
-        "three unconfirmed trial boots of 3.0.0 and the rollback",
+        "three unconfirmed trial boots of 3.0.0, the rollback and its report",
         started,
     );
+    wait_up(&mut guest).await;
 
     let console = guest.console();
     let guard_reboots = console
@@ -389,7 +487,6 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
             && slots.contains(&("B".to_string(), "good".to_string())),
         "rauc status after the rollback: {slots:?}"
     );
-    // No trial left running on the confirmed slot.
     let guard = guest
         .shell("test -e /var/run/seed-ota-guard.pid && echo running")
         .await;
