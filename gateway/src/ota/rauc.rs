@@ -100,11 +100,18 @@ impl Rauc {
             }
             text
         });
+        // RAUC prints why an installation failed on stdout (`LastError: …`)
+        // between its progress lines; keep those for the reason.
+        let mut said = String::new();
         if let Some(stdout) = child.stdout.take() {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(percent) = percent_in(&line) {
-                    progress(percent);
+                match percent_in(&line) {
+                    Some(percent) => progress(percent),
+                    None => {
+                        said.push_str(&line);
+                        said.push('\n');
+                    }
                 }
             }
         }
@@ -114,9 +121,21 @@ impl Rauc {
             .map_err(|e| format!("rauc install: {e}"))?;
         let errors = collect_errors.await.unwrap_or_default();
         if status.success() {
-            Ok(())
+            return Ok(());
+        }
+        // Where RAUC puts the cause differs between its versions (stdout
+        // `LastError: …`, or stderr); take every sentence it said.
+        let all = format!("{said}{errors}");
+        let sentences: Vec<&str> = all
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("rauc-Message:"))
+            .map(|l| l.strip_prefix("LastError:").map_or(l, str::trim))
+            .collect();
+        if sentences.is_empty() {
+            Err("rauc install failed".into())
         } else {
-            Err(reason(&errors, "rauc install failed"))
+            Err(sentences.join("; "))
         }
     }
 
