@@ -585,11 +585,17 @@ pub fn data_disk_with(path: &Path, files: &[(&str, &str)]) {
             .expect("create directories in the data disk staging dir");
         std::fs::write(&file, contents).expect("write a data disk file");
     }
+    ext4_image_of(staging.path(), path, "data", "256M");
+}
+
+/// An ext4 image at `path` (size like `256M`) holding the contents of
+/// `dir`, owned by root, made with `mkfs.ext4 -d` (no mounting, no root).
+pub fn ext4_image_of(dir: &Path, path: &Path, label: &str, size: &str) {
     let status = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "data", "-d"])
-        .arg(staging.path())
+        .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d"])
+        .arg(dir)
         .arg(path)
-        .arg("256M")
+        .arg(size)
         .status()
         .expect("run mkfs.ext4 (e2fsprogs)");
     assert!(

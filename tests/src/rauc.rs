@@ -239,18 +239,7 @@ pub fn small_rootfs(path: &Path, version: &str) -> PathBuf {
         })
         .collect();
     std::fs::write(staging.path().join("usr/bin/marker"), noise).expect("write marker");
-    let status = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d"])
-        .arg(staging.path())
-        .arg(path)
-        .arg("16M")
-        .status()
-        .expect("run mkfs.ext4 (e2fsprogs)");
-    assert!(
-        status.success(),
-        "mkfs.ext4 -d failed for {}",
-        path.display()
-    );
+    crate::qemu::ext4_image_of(staging.path(), path, "rootfs", "16M");
     path.to_path_buf()
 }
 
