@@ -97,19 +97,33 @@ impl Mosquitto {
             .prefix("seed-mosquitto-")
             .tempdir()
             .expect("create broker temp dir");
-        let ports = free_ports(if options.tls.is_some() { 3 } else { 2 });
         let mut broker = Mosquitto {
             dir,
-            port: ports[0],
-            observer_port: ports[1],
-            tls_port: options.tls.as_ref().map(|_| ports[2]),
+            port: 0,
+            observer_port: 0,
+            tls_port: None,
             options,
             child: None,
         };
         broker.write_password_file();
-        broker.write_config();
-        broker.spawn().await;
-        broker
+        // A port found free can be taken by another test before the broker
+        // binds it; then the broker says so and we pick new ones.
+        let mut attempts = 0;
+        loop {
+            let ports = free_ports(if broker.options.tls.is_some() { 3 } else { 2 });
+            broker.port = ports[0];
+            broker.observer_port = ports[1];
+            broker.tls_port = broker.options.tls.as_ref().map(|_| ports[2]);
+            broker.write_config();
+            match broker.try_spawn().await {
+                Ok(()) => return broker,
+                Err(why) if why.contains("Address already in use") && attempts < 5 => {
+                    attempts += 1;
+                    broker.kill();
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
     }
 
     /// The main listener's port.
@@ -280,6 +294,14 @@ impl Mosquitto {
     }
 
     async fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn().await {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts the broker and waits for its listeners; the error is what
+    /// went wrong, with the broker's log.
+    async fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -306,22 +328,23 @@ impl Mosquitto {
                     break;
                 }
                 if !self.is_running() {
-                    panic!(
+                    return Err(format!(
                         "mosquitto exited during start-up; stderr:\n{}\nlog:\n{}",
                         std::fs::read_to_string(self.dir.path().join("mosquitto.stderr"))
                             .unwrap_or_default(),
                         self.log()
-                    );
+                    ));
                 }
                 if Instant::now() > deadline {
-                    panic!(
+                    return Err(format!(
                         "mosquitto did not accept connections on port {port} within {START_TIMEOUT:?}; log:\n{}",
                         self.log()
-                    );
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+        Ok(())
     }
 }
 

@@ -498,6 +498,19 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         guest.shell_ok("cat /data/ota-test/kept").await.trim(),
         "written before the updates"
     );
+    // The gateway's identity and store on /data are the ones it had before
+    // both updates (its reports from every system reached the backend
+    // through the same outbox).
+    let (_, status) = guest
+        .http_get("/api/v1/status")
+        .await
+        .expect("status answers");
+    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    assert_eq!(
+        status["gateway"]["id"],
+        gateway_id.as_str(),
+        "the gateway's key on /data survived"
+    );
     assert_eq!(guest.booted_slots(), ["A", "B", "A", "A", "A", "B"]);
     guest.poweroff().await;
     phase("whole test", total);
