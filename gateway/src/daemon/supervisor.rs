@@ -19,6 +19,10 @@
 //!    closed, so the new driver can open the same one);
 //! 3. rebuild the driver from its recipe ([`Rebuild`]), carry its counters
 //!    over (the page's totals must not fall back to zero) and start it.
+//!
+//! A shutdown (SIGTERM, or the reboot into an installed update) does steps
+//! 1 and 2 too, with a shorter bound ([`SHUTDOWN_DRAIN_LIMIT`]): the gateway
+//! stops only once nothing it sent is still on air.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -37,6 +41,12 @@ use crate::state::GatewayState;
 /// Longer than any driver's own verdict timeout (GWMP waits 5 s for a
 /// TX_ACK, an RNode 0.5 s for READY), so it only bites on a wedged driver.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a shutdown waits for transmissions already handed to a driver:
+/// a frame on air is answered within milliseconds (an RNode's READY, a
+/// forwarder's TX_ACK); this only bites on a silent concentrator, and it
+/// keeps the whole shutdown within [`crate::shutdown::GRACE`].
+const SHUTDOWN_DRAIN_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a stopped driver may take to let go of its device.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
@@ -160,15 +170,20 @@ impl Supervisor {
                 },
             }
         }
-        // The driver saw the same cancellation; let it finish its own
-        // shutdown (it answers or drops what it holds).
-        let _ = tokio::time::timeout(STOP_LIMIT, &mut driver.task).await;
+        // A shutdown (SIGTERM, or the reboot into an update) is a safe
+        // point only once nothing is on air: the driver keeps running until
+        // what it was handed is answered (bounded), then stops.
+        self.finish_transmissions(&mut driver, SHUTDOWN_DRAIN_LIMIT, false)
+            .await;
+        self.stop_driver(&mut driver).await;
     }
 
     fn launch(&self, link: Box<dyn Link>) -> Driver {
         let (transmit_tx, transmit_rx) = mpsc::channel(DRIVER_TRANSMIT_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(DRIVER_EVENT_QUEUE);
-        let stop = self.shutdown.child_token();
+        // Not a child of `shutdown`: the supervisor stops the driver itself,
+        // after its transmissions in flight are answered.
+        let stop = CancellationToken::new();
         let counters = link.counters();
         let task = tokio::spawn(link.run(events_tx, transmit_rx, stop.clone()));
         Driver {
@@ -206,27 +221,37 @@ impl Supervisor {
         driver.in_flight.insert(id);
     }
 
-    async fn restart(&self, driver: &mut Driver) -> Result<(), RestartError> {
-        let Some(rebuild) = &self.rebuild else {
-            return Err(RestartError::NotRestartable(self.name.clone()));
-        };
-        tracing::info!(link = %self.name, "restart asked for: finishing transmissions in flight");
-        let deadline = Instant::now() + DRAIN_LIMIT;
+    /// Relays the driver's events until every transmission handed to it is
+    /// answered, or `limit` passes. With `yield_to_shutdown`, a shutdown
+    /// interrupts the wait (returns false).
+    async fn finish_transmissions(
+        &self,
+        driver: &mut Driver,
+        limit: Duration,
+        yield_to_shutdown: bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
         while !driver.in_flight.is_empty() && !driver.ended {
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return Err(RestartError::ShuttingDown),
+                _ = self.shutdown.cancelled(), if yield_to_shutdown => return false,
                 event = driver.events.recv() => match event {
                     Some(event) => self.relay(driver, event).await,
                     None => driver.ended = true,
                 },
                 _ = sleep_until(deadline) => {
                     tracing::warn!(link = %self.name, open = driver.in_flight.len(),
-                        "transmissions still unanswered after {DRAIN_LIMIT:?}; restarting anyway");
+                        "transmissions still unanswered after {limit:?}; stopping the driver anyway");
                     break;
                 }
             }
         }
+        true
+    }
+
+    /// Cancels the driver and relays what it still reports until it lets go
+    /// of its device (bounded by [`STOP_LIMIT`], then aborted).
+    async fn stop_driver(&self, driver: &mut Driver) {
         driver.stop.cancel();
         let stopped = tokio::time::timeout(STOP_LIMIT, async {
             while let Some(event) = driver.events.recv().await {
@@ -239,6 +264,17 @@ impl Supervisor {
             tracing::warn!(link = %self.name, "driver did not stop within {STOP_LIMIT:?}; aborting it");
             driver.task.abort();
         }
+    }
+
+    async fn restart(&self, driver: &mut Driver) -> Result<(), RestartError> {
+        let Some(rebuild) = &self.rebuild else {
+            return Err(RestartError::NotRestartable(self.name.clone()));
+        };
+        tracing::info!(link = %self.name, "restart asked for: finishing transmissions in flight");
+        if !self.finish_transmissions(driver, DRAIN_LIMIT, true).await {
+            return Err(RestartError::ShuttingDown);
+        }
+        self.stop_driver(driver).await;
         let link = rebuild();
         carry_over(&driver.counters, &link.counters());
         self.state
@@ -264,6 +300,14 @@ struct Driver {
     counters: Arc<LinkCounters>,
     /// The driver dropped its event sender (it stopped).
     ended: bool,
+}
+
+/// A driver whose supervisor is gone (aborted after the shutdown grace)
+/// must not outlive it holding the device.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Driver {
@@ -305,100 +349,138 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(10);
 
-    /// A real GWMP driver on a real UDP port, with the emulated forwarder
-    /// holding back its TX_ACK: the restart must wait for it.
+    /// A supervised GWMP driver on a real UDP port, one frame handed to it
+    /// and on air, and the forwarder's socket, by hand: the test decides
+    /// when the TX_ACK goes back.
+    struct OnAir {
+        control: LinkControl,
+        shutdown: CancellationToken,
+        supervised: JoinHandle<()>,
+        events: mpsc::Receiver<LinkEvent>,
+        forwarder: tokio::net::UdpSocket,
+        gateway: Eui,
+        token: u16,
+        _transmit: mpsc::Sender<Transmit>,
+    }
+
+    impl OnAir {
+        async fn start() -> OnAir {
+            let (spec, addr) = bound_gwmp_link(
+                GwmpConfig::new("g", "127.0.0.1:0".parse().unwrap()),
+                RadioParams::default(),
+            )
+            .await
+            .unwrap();
+            let state = Arc::new(GatewayState::new("gw".into(), NeighborTable::new()));
+            state.add_link("g", "gwmp", spec.link.counters());
+            let (events_tx, events) = mpsc::channel(64);
+            let (transmit, transmit_rx) = mpsc::channel(8);
+            let mut control = LinkControlBuilder::default();
+            let shutdown = CancellationToken::new();
+            let supervisor = Supervisor::new(
+                "g",
+                spec.rebuild,
+                state.clone(),
+                events_tx,
+                transmit_rx,
+                &mut control,
+                shutdown.clone(),
+            );
+            let control = control.build();
+            let supervised = tokio::spawn(supervisor.run(spec.link));
+            let gateway = Eui([3; 8]);
+            let forwarder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            forwarder.connect(addr).await.unwrap();
+            forwarder
+                .send(&Datagram::PullData { token: 1, gateway }.to_bytes())
+                .await
+                .unwrap();
+            assert!(matches!(
+                receive(&forwarder).await,
+                Datagram::PullAck { token: 1 }
+            ));
+            transmit
+                .send(Transmit {
+                    id: 9,
+                    bytes: vec![1, 2, 3],
+                    params: RadioParams::default(),
+                })
+                .await
+                .unwrap();
+            let Datagram::PullResp { token, .. } = receive(&forwarder).await else {
+                panic!("expected the PULL_RESP");
+            };
+            OnAir {
+                control,
+                shutdown,
+                supervised,
+                events,
+                forwarder,
+                gateway,
+                token,
+                _transmit: transmit,
+            }
+        }
+
+        async fn tx_ack(&self) {
+            let ack = Datagram::TxAck {
+                token: self.token,
+                gateway: self.gateway,
+                payload: None,
+            };
+            self.forwarder.send(&ack.to_bytes()).await.unwrap();
+        }
+
+        /// The outcome the driver reported for the frame on air.
+        fn outcome(&mut self) -> Option<Result<(), TxError>> {
+            let mut outcome = None;
+            while let Ok(event) = self.events.try_recv() {
+                if let LinkEvent::TxDone { id: 9, result, .. } = event {
+                    outcome = Some(result);
+                }
+            }
+            outcome
+        }
+    }
+
+    async fn receive(forwarder: &tokio::net::UdpSocket) -> Datagram {
+        let mut buf = vec![0u8; 65_535];
+        let len = timeout(LIMIT, forwarder.recv(&mut buf))
+            .await
+            .expect("a datagram from the gateway")
+            .unwrap();
+        parse(&buf[..len]).unwrap()
+    }
+
+    /// Single-threaded runtime: lets every ready task run its course.
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// The forwarder holds back its TX_ACK: the restart must wait for it.
     #[tokio::test]
     async fn a_restart_waits_for_the_transmission_in_flight() {
-        let (spec, addr) = bound_gwmp_link(
-            GwmpConfig::new("g", "127.0.0.1:0".parse().unwrap()),
-            RadioParams::default(),
-        )
-        .await
-        .unwrap();
-        let state = Arc::new(GatewayState::new("gw".into(), NeighborTable::new()));
-        state.add_link("g", "gwmp", spec.link.counters());
-        let (events_tx, mut events) = mpsc::channel(64);
-        let (transmit, transmit_rx) = mpsc::channel(8);
-        let mut control = LinkControlBuilder::default();
-        let shutdown = CancellationToken::new();
-        let supervisor = Supervisor::new(
-            "g",
-            spec.rebuild,
-            state.clone(),
-            events_tx,
-            transmit_rx,
-            &mut control,
-            shutdown.clone(),
-        );
-        let control = control.build();
-        let supervised = tokio::spawn(supervisor.run(spec.link));
-
-        // The forwarder's downlink socket, by hand: the test decides when
-        // the TX_ACK goes back.
-        let gateway = Eui([3; 8]);
-        let forwarder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        forwarder.connect(addr).await.unwrap();
-        let mut buf = vec![0u8; 65_535];
-        let mut receive = async || {
-            let len = timeout(LIMIT, forwarder.recv(&mut buf))
-                .await
-                .expect("a datagram from the gateway")
-                .unwrap();
-            parse(&buf[..len]).unwrap()
-        };
-        forwarder
-            .send(&Datagram::PullData { token: 1, gateway }.to_bytes())
-            .await
-            .unwrap();
-        assert!(matches!(receive().await, Datagram::PullAck { token: 1 }));
-        transmit
-            .send(Transmit {
-                id: 9,
-                bytes: vec![1, 2, 3],
-                params: RadioParams::default(),
-            })
-            .await
-            .unwrap();
-        let Datagram::PullResp { token, .. } = receive().await else {
-            panic!("expected the PULL_RESP");
-        };
-
+        let mut on_air = OnAir::start().await;
+        let control = on_air.control.clone();
         let restart = tokio::spawn({
             let control = control.clone();
             async move { control.restart("g").await }
         });
-        // Single-threaded runtime: let every ready task run its course.
-        for _ in 0..100 {
-            tokio::task::yield_now().await;
-        }
+        settle().await;
         assert!(
             !restart.is_finished(),
             "the restart went ahead while a transmission was on air"
         );
-        forwarder
-            .send(
-                &Datagram::TxAck {
-                    token,
-                    gateway,
-                    payload: None,
-                }
-                .to_bytes(),
-            )
-            .await
-            .unwrap();
+        on_air.tx_ack().await;
         timeout(LIMIT, restart)
             .await
             .expect("restart finishes once the transmission is answered")
             .unwrap()
             .expect("restart succeeds");
-        let mut outcome = None;
-        while let Ok(event) = events.try_recv() {
-            if let LinkEvent::TxDone { id: 9, result, .. } = event {
-                outcome = Some(result);
-            }
-        }
         assert_eq!(
-            outcome,
+            on_air.outcome(),
             Some(Ok(())),
             "the old driver saw its TX_ACK before it stopped"
         );
@@ -406,8 +488,31 @@ mod tests {
             control.restart("nope").await,
             Err(RestartError::UnknownLink("nope".into()))
         );
-        shutdown.cancel();
-        timeout(LIMIT, supervised).await.unwrap().unwrap();
+        on_air.shutdown.cancel();
+        timeout(LIMIT, on_air.supervised).await.unwrap().unwrap();
+    }
+
+    /// A shutdown (SIGTERM, or the reboot into an update) is a safe point
+    /// only once the frame on air is answered.
+    #[tokio::test]
+    async fn a_shutdown_waits_for_the_transmission_in_flight() {
+        let mut on_air = OnAir::start().await;
+        on_air.shutdown.cancel();
+        settle().await;
+        assert!(
+            !on_air.supervised.is_finished(),
+            "the link stopped while a transmission was on air"
+        );
+        on_air.tx_ack().await;
+        timeout(LIMIT, &mut on_air.supervised)
+            .await
+            .expect("the link stops once the transmission is answered")
+            .unwrap();
+        assert_eq!(
+            on_air.outcome(),
+            Some(Ok(())),
+            "the TX_ACK was heard before the stop"
+        );
     }
 
     #[test]
