@@ -52,6 +52,13 @@ pub trait GatewayView: Send + Sync + 'static {
         None
     }
 
+    /// Bytes an uploaded bundle may take in [`GatewayView::update_upload_dir`] while leaving
+    /// the store its room; None when unknown. An upload larger than this is refused before
+    /// (or as soon as) it would exceed it.
+    fn update_upload_room(&self) -> Option<u64> {
+        None
+    }
+
     /// Logs and configuration with every secret removed, for a technician to send to support.
     fn diagnostic_bundle(&self) -> DiagnosticBundle;
 }

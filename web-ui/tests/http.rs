@@ -1020,3 +1020,32 @@ async fn an_upload_to_a_gateway_without_updates_is_declined_and_not_kept() {
         page.text()
     );
 }
+
+#[tokio::test]
+async fn an_upload_larger_than_the_room_left_is_refused_and_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::new();
+    *fixture.upload_dir.lock().unwrap() = Some(dir.path().to_path_buf());
+    *fixture.upload_room.lock().unwrap() = Some(100_000);
+    let server = start(fixture).await;
+    let (session, csrf) = log_in(&server).await;
+    let bundle = vec![0x5a; 150_000];
+    let (content_type, body) = multipart(&[("csrf", &csrf)], Some(("bundle", "u.raucb", &bundle)));
+    let headers = [
+        ("Content-Type", content_type.as_str()),
+        ("Cookie", session.as_str()),
+    ];
+    let reply = request(server.addr, "POST", "/admin/update", &headers, &body).await;
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    assert!(
+        server.fixture.actions().is_empty(),
+        "nothing handed to the gateway"
+    );
+    assert!(files_in(dir.path()).is_empty(), "nothing kept");
+    let page = get_with(server.addr, "/admin", &[("Cookie", &session)]).await;
+    assert!(
+        page.text().contains("Not enough space for this update"),
+        "{}",
+        page.text()
+    );
+}

@@ -465,6 +465,12 @@ impl GatewayView for GatewayViewImpl {
             .map(std::path::Path::to_path_buf)
     }
 
+    fn update_upload_room(&self) -> Option<u64> {
+        let dir = self.ota.as_ref()?.upload_dir()?;
+        let free = crate::ota::download::free_bytes(dir).ok()?;
+        Some(free.saturating_sub(crate::ota::download::SPACE_MARGIN_BYTES))
+    }
+
     fn diagnostic_bundle(&self) -> DiagnosticBundle {
         let status = serde_json::to_string_pretty(&self.status()).unwrap_or_default();
         let neighbors = serde_json::to_string_pretty(&self.neighbors()).unwrap_or_default();

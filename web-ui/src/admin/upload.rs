@@ -72,12 +72,30 @@ pub async fn upload_update(
                         .set_flash(&session, Flash { ok: false, text });
                     return see_other("/admin");
                 };
+                let room = match state.ask(|view| view.update_upload_room()).await {
+                    Ok(room) => room,
+                    Err(failed) => return failed.into_response(),
+                };
+                let announced = headers
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let (Some(room), Some(size)) = (room, announced) {
+                    if size > room {
+                        let text = no_room(size, room);
+                        state
+                            .auth
+                            .sessions
+                            .set_flash(&session, Flash { ok: false, text });
+                        return see_other("/admin");
+                    }
+                }
                 let path = dir.join(format!(
                     "upload-{}-{}.raucb.part",
                     std::process::id(),
                     UPLOADS.fetch_add(1, Ordering::Relaxed)
                 ));
-                if let Err(text) = save(field, &path).await {
+                if let Err(text) = save(field, &path, room).await {
                     let _ = tokio::fs::remove_file(&path).await;
                     state
                         .auth
@@ -101,8 +119,8 @@ pub async fn upload_update(
     finish_action(&state, &session, action).await
 }
 
-/// Streams the file field to `path` and makes it durable.
-async fn save(mut field: Field<'_>, path: &Path) -> Result<(), String> {
+/// Streams the file field to `path` and makes it durable; stops at `room`.
+async fn save(mut field: Field<'_>, path: &Path, room: Option<u64>) -> Result<(), String> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| format!("Cannot store the upload: {e}"))?;
@@ -111,6 +129,9 @@ async fn save(mut field: Field<'_>, path: &Path) -> Result<(), String> {
         match field.chunk().await {
             Ok(Some(chunk)) => {
                 size += chunk.len() as u64;
+                if let Some(room) = room.filter(|room| size > *room) {
+                    return Err(no_room(size, room));
+                }
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| format!("Cannot store the upload after {size} bytes: {e}"))?;
@@ -125,6 +146,14 @@ async fn save(mut field: Field<'_>, path: &Path) -> Result<(), String> {
     file.sync_all()
         .await
         .map_err(|e| format!("Cannot store the upload: {e}"))
+}
+
+fn no_room(size: u64, room: u64) -> String {
+    format!(
+        "Not enough space for this update: it needs {} MB, the gateway can spare {} MB. Nothing was changed.",
+        size.div_ceil(1_000_000),
+        room / 1_000_000
+    )
 }
 
 async fn discard(uploaded: Option<&(String, PathBuf)>) {

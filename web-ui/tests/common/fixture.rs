@@ -45,6 +45,8 @@ pub struct Fixture {
     pub live: broadcast::Sender<LiveEvent>,
     /// Where update uploads go; None: updates off.
     pub upload_dir: Mutex<Option<std::path::PathBuf>>,
+    /// What an upload may take; None: unknown.
+    pub upload_room: Mutex<Option<u64>>,
 }
 
 impl Fixture {
@@ -63,6 +65,7 @@ impl Fixture {
             actions: Mutex::new(Vec::new()),
             live,
             upload_dir: Mutex::new(None),
+            upload_room: Mutex::new(None),
         }
     }
 
@@ -115,6 +118,10 @@ impl GatewayView for Fixture {
 
     fn update_upload_dir(&self) -> Option<std::path::PathBuf> {
         self.upload_dir.lock().unwrap().clone()
+    }
+
+    fn update_upload_room(&self) -> Option<u64> {
+        *self.upload_room.lock().unwrap()
     }
 
     fn diagnostic_bundle(&self) -> DiagnosticBundle {
