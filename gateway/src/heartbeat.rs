@@ -394,15 +394,14 @@ impl HeartbeatSender {
         });
         let outcome = self
             .store
-            .commit(vec![Inbound {
-                msg_id: frame.msg_id,
-                device_id: self.identity.device_id(),
-                message_type: GATEWAY_HEARTBEAT.into(),
-                frame: frame.bytes.clone(),
-                message_json: body.to_string(),
-                rx_json: "{}".into(),
-                received_at_ms: at,
-            }])
+            .commit(vec![Inbound::own(
+                frame.msg_id,
+                self.identity.device_id(),
+                GATEWAY_HEARTBEAT,
+                frame.bytes.clone(),
+                body.to_string(),
+                at,
+            )])
             .await
             .map_err(|e| e.to_string())?;
         if matches!(outcome.first(), Some(CommitOutcome::Refused)) {

@@ -440,15 +440,14 @@ impl Mailbox {
         let outcomes = self
             .inner
             .store
-            .commit(vec![Inbound {
-                msg_id: receipt_id,
-                device_id: self.inner.identity.device_id(),
-                message_type: GATEWAY_RECEIPT.into(),
-                frame: Vec::new(),
-                message_json: body.to_string(),
-                rx_json: "{}".into(),
-                received_at_ms: at,
-            }])
+            .commit(vec![Inbound::own(
+                receipt_id,
+                self.inner.identity.device_id(),
+                GATEWAY_RECEIPT,
+                Vec::new(),
+                body.to_string(),
+                at,
+            )])
             .await
             .map_err(|e| e.to_string())?;
         match outcomes.first() {

@@ -182,15 +182,14 @@ impl Reporter {
         };
         let stored = self
             .store
-            .commit(vec![Inbound {
+            .commit(vec![Inbound::own(
                 msg_id,
-                device_id: self.device_id,
-                message_type: GATEWAY_OTA.into(),
-                frame: Vec::new(),
-                message_json: json,
-                rx_json: "{}".into(),
-                received_at_ms: report.at_ms,
-            }])
+                self.device_id,
+                GATEWAY_OTA,
+                Vec::new(),
+                json,
+                report.at_ms,
+            )])
             .await;
         match stored.as_deref() {
             Ok([CommitOutcome::Refused, ..]) => tracing::error!(

@@ -92,6 +92,31 @@ pub struct Inbound {
     pub received_at_ms: u64,
 }
 
+impl Inbound {
+    /// A message the gateway itself publishes through the outbox (its own
+    /// heartbeat, a downlink receipt, an update report), so that it is as
+    /// durable as a device's: it was heard on no link, and `message_json`
+    /// is the payload exactly as published.
+    pub fn own(
+        msg_id: [u8; 16],
+        device_id: [u8; 32],
+        message_type: &str,
+        frame: Vec<u8>,
+        message_json: String,
+        at_ms: u64,
+    ) -> Inbound {
+        Inbound {
+            msg_id,
+            device_id,
+            message_type: message_type.to_string(),
+            frame,
+            message_json,
+            rx_json: "{}".into(),
+            received_at_ms: at_ms,
+        }
+    }
+}
+
 /// What happened to one message of a committed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
