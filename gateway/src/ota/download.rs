@@ -13,7 +13,6 @@
 //! tokio's TCP and, for https, rustls with the system's CA certificates.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -125,7 +124,7 @@ async fn attempt(
         Err(_) => return Ok(Attempt::Broken(format!("no answer from {host}:{port}"))),
     };
     if url.scheme() == "https" {
-        let config = https_config().map_err(DownloadError::Failed)?;
+        let config = crate::uplink::https_client_config().map_err(DownloadError::Failed)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| DownloadError::Failed(format!("{host}: {e}")))?;
         match tokio_rustls::TlsConnector::from(config)
@@ -335,16 +334,6 @@ fn ensure_space(part: &Path, needed: u64) -> Result<(), DownloadError> {
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     let stat = rustix::fs::statvfs(dir)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
-
-fn https_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(crate::uplink::system_roots()?)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub use outbox::{Outbox, OutboxError};
 pub use status::{PublishLatency, UplinkStatus};
 pub use topics::Topics;
 
-pub(crate) use tls::system_roots;
+pub(crate) use tls::https_client_config;
 
 use connection::ConnectionSettings;
 use payload::StatePayload;

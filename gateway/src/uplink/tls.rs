@@ -21,11 +21,7 @@ pub fn client_config(config: &MqttConfig) -> Result<Arc<ClientConfig>, String> {
         Some(path) => roots_from_file(path)?,
         None => system_roots().map_err(|e| format!("{e}; set mqtt.ca_file to the broker's CA"))?,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .with_root_certificates(roots);
+    let builder = builder_with_roots(roots)?;
     let client_config = match (&config.cert_file, &config.key_file) {
         (Some(cert_path), Some(key_path)) => {
             let chain = certs_from_file(cert_path, "cert_file")?;
@@ -73,8 +69,27 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// The operating system's CA certificates (also used for https downloads).
-pub(crate) fn system_roots() -> Result<RootCertStore, String> {
+/// A client config builder on ring with safe defaults, trusting `roots`.
+fn builder_with_roots(
+    roots: RootCertStore,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots))
+}
+
+/// The client config for https downloads (update bundles): the system's
+/// CA certificates, no client certificate.
+pub(crate) fn https_client_config() -> Result<Arc<ClientConfig>, String> {
+    Ok(Arc::new(
+        builder_with_roots(system_roots()?)?.with_no_client_auth(),
+    ))
+}
+
+/// The operating system's CA certificates.
+fn system_roots() -> Result<RootCertStore, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(found.certs);
