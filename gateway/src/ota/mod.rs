@@ -352,23 +352,31 @@ impl Inner {
         let refuse = |reason: String| {
             OtaReport::new(&command.id, "refused", Some(&command.version), &running).reason(reason)
         };
-        if self.settings.is_none() {
-            let reason =
-                "updates are not enabled on this gateway (no [ota] section in its configuration)";
-            self.reporter.outcome(refuse(reason.into()), 0).await;
+        // The broker delivering the update in progress again is no news.
+        if busy_with.is_some_and(|current| current.id == command.id) {
             return None;
         }
-        if let Some(current) = busy_with {
-            if current.id != command.id {
-                let reason = format!(
-                    "another update (id {}, version {}) is in progress",
-                    current.id, current.version
-                );
-                self.reporter.outcome(refuse(reason), 0).await;
-            }
+        if let Some(reason) = self.cannot_start(busy_with) {
+            self.reporter.outcome(refuse(reason), 0).await;
             return None;
         }
         Some(command)
+    }
+
+    /// Why no update can start now, whatever it is.
+    fn cannot_start(&self, busy_with: Option<&UpdateCommand>) -> Option<String> {
+        if self.settings.is_none() {
+            return Some(
+                "updates are not enabled on this gateway (no [ota] section in its configuration)"
+                    .into(),
+            );
+        }
+        busy_with.map(|current| {
+            format!(
+                "another update (id {}, version {}) is in progress",
+                current.id, current.version
+            )
+        })
     }
 
     /// Notes an accepted command on disk and returns the job that carries
@@ -401,20 +409,11 @@ impl Inner {
         let remove = || {
             let _ = std::fs::remove_file(&upload.file);
         };
-        let Some(settings) = &self.settings else {
+        if let Some(reason) = self.cannot_start(busy_with) {
             remove();
-            return Err(
-                "updates are not enabled on this gateway (no [ota] section in its configuration)"
-                    .into(),
-            );
-        };
-        if let Some(current) = busy_with {
-            remove();
-            return Err(format!(
-                "another update (version {}) is in progress",
-                current.version
-            ));
+            return Err(reason);
         }
+        let settings = self.settings();
         let checked = async {
             let info = settings
                 .rauc
