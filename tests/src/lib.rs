@@ -10,6 +10,8 @@
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
+//! - [`ota_reports`]: the backend's side of an update: command hashes and
+//!   the reports on `ota/progress`.
 //! - [`pki`]: a throw-away CA and certificates made with `openssl`.
 //! - [`memory_outbox`]: an in-memory `Outbox` for uplink tests and benchmarks.
 //! - [`qemu`]: the appliance test image booted in QEMU (status page port
@@ -26,6 +28,7 @@ pub mod demo;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;
+pub mod ota_reports;
 pub mod pki;
 pub mod qemu;
 pub mod rauc;

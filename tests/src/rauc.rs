@@ -289,3 +289,11 @@ pub fn pretend_system(dir: &Path, compatible: &str, version: &str) -> (PathBuf, 
     .expect("os-release written");
     (conf, release)
 }
+
+/// The `[ota]` section of a host test gateway for a [`pretend_system`]:
+/// Debian's `rauc`, the given keyring, and a reboot that never happens.
+pub fn ota_section(system_conf: &Path, os_release: &Path, keyring: &Path) -> String {
+    format!(
+        "[ota]\nrauc = \"rauc\"\nsystem_conf = {system_conf:?}\nkeyring = {keyring:?}\nrelease_file = {os_release:?}\nreboot_command = [\"false\"]\n"
+    )
+}

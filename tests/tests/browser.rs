@@ -24,7 +24,7 @@ use seed_e2e::browser::{artifacts_dir, unavailable, Browser, PHONE_HEIGHT, PHONE
 use seed_e2e::demo::{DemoOptions, DemoProcess};
 use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};
-use seed_e2e::rauc::{make_bundle, pretend_system, small_rootfs, TestKeys};
+use seed_e2e::rauc::{make_bundle, ota_section, pretend_system, small_rootfs, TestKeys};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -614,10 +614,7 @@ async fn an_update_uploaded_on_the_admin_page_is_checked_and_its_outcome_shown()
     make_bundle(&keys, "seed-gateway-test", "2.0.0", Some(&rootfs), &good);
 
     let mut config = TestConfig::new(dir.path());
-    config.extra = format!(
-        "[ota]\nrauc = \"rauc\"\nsystem_conf = {system_conf:?}\nkeyring = {:?}\nrelease_file = {release:?}\nreboot_command = [\"false\"]\n",
-        keys.ca_cert
-    );
+    config.extra = ota_section(&system_conf, &release, &keys.ca_cert);
     let data_dir = config.data_dir.join("data");
     let (ok, _, stderr) = run_cli(
         &[

@@ -12,11 +12,11 @@
 
 use std::time::Duration;
 
-use rumqttc::Publish;
 use seed_e2e::bundle_server::{BundleServer, Served};
 use seed_e2e::gateway::{GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
-use seed_e2e::rauc::{make_bundle, pretend_system, small_rootfs, TestKeys};
+use seed_e2e::ota_reports::{is_final, reports_until, sha256_hex};
+use seed_e2e::rauc::{make_bundle, ota_section, pretend_system, small_rootfs, TestKeys};
 use serde_json::{json, Value};
 
 /// Bound on every wait; a pass never depends on it being short.
@@ -48,10 +48,7 @@ impl Rig {
         let mut config = TestConfig::new(dir.path());
         config.mqtt_url = Some(broker.url());
         if ota {
-            config.extra = format!(
-                "[ota]\nrauc = \"rauc\"\nsystem_conf = {system_conf:?}\nkeyring = {:?}\nrelease_file = {release:?}\nreboot_command = [\"false\"]\n",
-                trusted.ca_cert
-            );
+            config.extra = ota_section(&system_conf, &release, &trusted.ca_cert);
         }
         let gateway = GatewayProcess::start(&config).await;
         let gateway_id = gateway.api("/api/v1/status").await["gateway"]["id"]
@@ -115,33 +112,8 @@ impl Rig {
     /// Progress messages of update `id` (any, for `None`) until its
     /// outcome; returns them in order of arrival.
     async fn until_outcome(&mut self, id: Option<&str>) -> Vec<Value> {
-        let ours = |r: &Value| id.is_none_or(|id| r["id"] == id);
-        let what = format!("the outcome of update {id:?}");
-        let got = self
-            .progress
-            .collect_until(WAIT, &what, |got: &[Publish]| {
-                got.iter().map(json_of).any(|r| ours(&r) && is_final(&r))
-            })
-            .await;
-        got.iter().map(json_of).filter(|r| ours(r)).collect()
+        reports_until(&mut self.progress, id, &[], WAIT).await
     }
-}
-
-fn json_of(p: &Publish) -> Value {
-    serde_json::from_slice(&p.payload)
-        .unwrap_or_else(|e| panic!("ota/progress payload is not JSON ({e})"))
-}
-
-fn is_final(report: &Value) -> bool {
-    matches!(
-        report["state"].as_str(),
-        Some("refused" | "failed" | "installed" | "rolled_back")
-    )
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn outcome(reports: &[Value]) -> &Value {

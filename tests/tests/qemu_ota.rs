@@ -22,9 +22,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rumqttc::Publish;
 use seed_e2e::bundle_server::{BundleServer, Served};
 use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
+use seed_e2e::ota_reports::{reports_until, sha256_hex};
 use seed_e2e::qemu::{
     data_disk_with, ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, STATUS_PATH,
 };
@@ -93,33 +93,8 @@ impl Rollout {
     /// Reports of update `id` until one in state `until` (or any final
     /// state); returns them in order of arrival.
     async fn reports_until(&mut self, id: &str, until: &[&str], limit: Duration) -> Vec<Value> {
-        let ours = |r: &Value| r["id"] == id;
-        let done = |r: &Value| {
-            ours(r)
-                && r["state"].as_str().is_some_and(|s| {
-                    until.contains(&s)
-                        || ["refused", "failed", "installed", "rolled_back"].contains(&s)
-                })
-        };
-        let what = format!("update {id} to reach {until:?}");
-        let got = self
-            .progress
-            .collect_until(limit, &what, |got: &[Publish]| {
-                got.iter().map(json_of).any(|r| done(&r))
-            })
-            .await;
-        got.iter().map(json_of).filter(|r| ours(r)).collect()
+        reports_until(&mut self.progress, Some(id), until, limit).await
     }
-}
-
-fn json_of(p: &Publish) -> Value {
-    serde_json::from_slice(&p.payload)
-        .unwrap_or_else(|e| panic!("ota/progress payload is not JSON ({e})"))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn last_state(reports: &[Value]) -> (&str, &Value) {
