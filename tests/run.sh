@@ -36,6 +36,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# A clean build plus the image and the QEMU disks need about 12 GB; a
+# machine short of that fails in confusing places (a half-written disk
+# image, a linker error), so say it before starting.
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+free_kb=$(df -Pk "$target_dir" | awk 'NR == 2 { print $4 }')
+free_tmp_kb=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $4 }')
+echo "run.sh: free disk: $((free_kb / 1048576)) GB for $target_dir, $((free_tmp_kb / 1048576)) GB for ${TMPDIR:-/tmp}"
+if [ "$free_kb" -lt $((12 * 1048576)) ] || [ "$free_tmp_kb" -lt $((3 * 1048576)) ]; then
+  echo "run.sh: WARNING: less than 12 GB (build) or 3 GB (temporary disks) free;" \
+    "tests may fail with 'No space left on device'" >&2
+fi
+
 echo "run.sh: formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
