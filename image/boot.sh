@@ -83,9 +83,15 @@ disk="${disk:-${out}/disk.img}"
 # /dev/kvm may be a paravirtual KVM that hangs a stock kernel; only use it
 # when the CPU really has virtualisation extensions.
 accel=tcg
+cpus=1
 if [ -w /dev/kvm ] && grep -qw -e vmx -e svm /proc/cpuinfo; then
 	accel=kvm
+	cpus=2
 fi
+# Emulated (TCG) guests get one CPU: on a busy 2-core host a second vCPU
+# thread can go unscheduled for tens of seconds while the first spins
+# waiting for it (a CI run saw RCU stalls and a 74 s soft lockup in dnsmasq,
+# and the Wi-Fi test timed out). One vCPU never waits for another.
 
 # The i6300esb is the hardware watchdog S95seed-watchdog feeds: when it
 # expires, the guest resets, as a Raspberry Pi's would.
@@ -97,7 +103,7 @@ done
 
 # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
 args=(
-	-M pc -accel "${accel}" -m "${memory}" -smp 2
+	-M pc -accel "${accel}" -m "${memory}" -smp "${cpus}"
 	-kernel "${out}/vmlinuz" -initrd "${out}/initramfs.cpio.gz"
 	-append "console=ttyS0 root=/dev/vda1 ro seed.data=/dev/vdb quiet panic=10 ${append}"
 	-drive "file=${disk},if=virtio,format=raw,snapshot=${snapshot}"
