@@ -78,7 +78,7 @@ async fn uplink_drain(broker: &Mosquitto, messages: u32, round: u32) -> Duration
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let (uplink, _incoming) =
-        Uplink::start(&config, &gateway_id, outbox.clone(), shutdown.clone()).expect("start");
+        Uplink::start(&config, &gateway_id, None, outbox.clone(), shutdown.clone()).expect("start");
     let sampler = if std::env::var_os("BENCH_SAMPLE").is_some() {
         let status = uplink.status();
         let outbox = outbox.clone();

@@ -26,12 +26,13 @@ const RUNNING_VERSION: &str = "1.0.0";
 
 struct Rig {
     _dir: tempfile::TempDir,
-    _broker: Mosquitto,
+    broker: Mosquitto,
     gateway: GatewayProcess,
     backend: Backend,
     progress: Subscriber,
     server: BundleServer,
     command_topic: String,
+    state_topic: String,
     bundles: std::path::PathBuf,
 }
 
@@ -64,8 +65,9 @@ impl Rig {
         let server = BundleServer::start("127.0.0.1:0".parse().expect("address")).await;
         Rig {
             command_topic: format!("seed/v1/gw/{gateway_id}/ota/command"),
+            state_topic: format!("seed/v1/gw/{gateway_id}/state"),
             _dir: dir,
-            _broker: broker,
+            broker,
             gateway,
             backend,
             progress,
@@ -109,6 +111,18 @@ impl Rig {
             .await;
     }
 
+    /// The gateway's retained `state` message (its first `online`).
+    async fn online_state(&self) -> Value {
+        let mut state = Subscriber::connect(self.broker.observer_port(), &self.state_topic).await;
+        loop {
+            let message = state.wait_for(1, WAIT).await.remove(0);
+            let state: Value = serde_json::from_slice(&message.payload).expect("state is JSON");
+            if state["state"] == "online" {
+                return state;
+            }
+        }
+    }
+
     /// Progress messages of update `id` (any, for `None`) until its
     /// outcome; returns them in order of arrival.
     async fn until_outcome(&mut self, id: Option<&str>) -> Vec<Value> {
@@ -127,6 +141,11 @@ fn reason_of(report: &Value) -> &str {
 #[tokio::test]
 async fn bundles_that_must_not_be_installed_are_refused_with_the_reason() {
     let mut rig = Rig::start(true).await;
+    // An updatable gateway tells the backend which system it runs, the
+    // version updates are compared with, beside its own software version.
+    let state = rig.online_state().await;
+    assert_eq!(state["system_version"], RUNNING_VERSION, "{state}");
+    assert!(state["version"].is_string(), "{state}");
     let trusted = rig.keys("trusted");
     let stranger = rig.keys("stranger");
 
@@ -318,6 +337,9 @@ async fn a_broken_download_resumes_where_it_stopped_and_reaches_the_installation
 #[tokio::test]
 async fn a_gateway_without_ota_refuses_commands_and_says_why() {
     let mut rig = Rig::start(false).await;
+    // Not an updatable appliance: the host's os-release is not the gateway's.
+    let state = rig.online_state().await;
+    assert!(state.get("system_version").is_none(), "{state}");
     rig.command(json!({"id": "no-ota", "url": "http://127.0.0.1:9/b.raucb", "version": "2.0.0", "sha256": "ab".repeat(32)}))
         .await;
     let report = outcome(&rig.until_outcome(Some("no-ota")).await).clone();

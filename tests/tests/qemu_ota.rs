@@ -378,6 +378,22 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     wait_up(&mut guest).await;
     assert_eq!(version_id(&mut guest).await, "2.0.0");
     assert_ne!(base_version, "2.0.0");
+    // The backend sees the new system in the retained state, beside the
+    // gateway software's own version.
+    let mut state_topic = Subscriber::connect(
+        broker.observer_port(),
+        &format!("seed/v1/gw/{gateway_id}/state"),
+    )
+    .await;
+    state_topic
+        .collect_until(UP_LIMIT, "state online with system_version 2.0.0", |got| {
+            got.iter().any(|p| {
+                serde_json::from_slice::<Value>(&p.payload).is_ok_and(|state| {
+                    state["state"] == "online" && state["system_version"] == "2.0.0"
+                })
+            })
+        })
+        .await;
     let (booted, slots) = rauc_status(&mut guest).await;
     assert_eq!(booted, "B", "rauc does not see slot B booted");
     assert!(

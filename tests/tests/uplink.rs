@@ -10,9 +10,10 @@ use seed_e2e::memory_outbox::{decode_test_msg_id, MemoryOutbox};
 use seed_e2e::mosquitto::{unused_port, Mosquitto, MosquittoOptions, Subscriber, TlsListener};
 use seed_e2e::pki::TestPki;
 use seed_gateway::uplink::{
-    ExtraTopic, IncomingKind, MqttConfig, PublishError, Uplink, UplinkStatus,
+    ExtraTopic, IncomingKind, IncomingMessage, MqttConfig, PublishError, Uplink, UplinkStatus,
 };
 use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,17 @@ fn config(url: &str) -> MqttConfig {
     c.keep_alive_secs = 5;
     c.shutdown_grace_ms = 3_000;
     c
+}
+
+/// An uplink as a host gateway starts it (no appliance system version).
+fn start_uplink(
+    config: &MqttConfig,
+    gateway_id: &str,
+    outbox: &MemoryOutbox,
+    shutdown: &CancellationToken,
+) -> (Uplink, UnboundedReceiver<IncomingMessage>) {
+    Uplink::start(config, gateway_id, None, outbox.clone(), shutdown.clone())
+        .expect("the uplink starts")
 }
 
 fn up_filter(gw: &str) -> String {
@@ -127,8 +139,7 @@ async fn messages_wait_for_an_absent_broker_then_all_arrive() {
     let outbox = MemoryOutbox::new();
     let ids: BTreeSet<_> = outbox.push_many(0, 200, 4).into_iter().collect();
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&config(&broker.url()), gw, &outbox, &shutdown);
     let mut status = uplink.status();
     let st = wait_status(&mut status, "a connection error", |s| {
         s.last_error.is_some()
@@ -181,7 +192,7 @@ async fn broker_restarts_mid_stream_lose_nothing() {
     let shutdown = CancellationToken::new();
     let mut cfg = config(&broker.url());
     cfg.max_inflight = 32;
-    let (uplink, _incoming) = Uplink::start(&cfg, gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&cfg, gw, &outbox, &shutdown);
     let mut status = uplink.status();
     wait_status(&mut status, "connected", |s| s.connected).await;
 
@@ -241,8 +252,7 @@ async fn state_is_retained_online_then_offline_on_shutdown() {
     let outbox = MemoryOutbox::new();
     outbox.push_many(0, 3, 1);
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&config(&broker.url()), gw, &outbox, &shutdown);
     let mut status = uplink.status();
     wait_status(&mut status, "connected", |s| s.connected).await;
     let mut live = Subscriber::connect(broker.observer_port(), &state_topic).await;
@@ -309,13 +319,12 @@ async fn last_will_marks_the_gateway_offline_when_it_dies() {
         .unwrap();
     let (uplink, _incoming) = {
         let _guard = gateway_rt.enter();
-        Uplink::start(
+        start_uplink(
             &config(&broker.url()),
             gw,
-            MemoryOutbox::new(),
-            CancellationToken::new(),
+            &MemoryOutbox::new(),
+            &CancellationToken::new(),
         )
-        .unwrap()
     };
     let mut status = uplink.status();
     wait_status(&mut status, "connected", |s| s.connected).await;
@@ -369,13 +378,12 @@ async fn tls_with_client_certificate_delivers() {
     let outbox = MemoryOutbox::new();
     let ids: BTreeSet<_> = outbox.push_many(0, 20, 2).into_iter().collect();
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) = Uplink::start(
+    let (uplink, _incoming) = start_uplink(
         &tls_config(&broker, &pki, Some(&pki)),
         gw,
-        outbox.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
+        &outbox,
+        &shutdown,
+    );
     outbox.wait_drained(WAIT).await;
     let got = collect_distinct(&mut watcher, 20).await;
     assert_eq!(unique_ids(&got), ids);
@@ -400,13 +408,12 @@ async fn tls_problems_are_reported_not_fatal() {
     let outbox = MemoryOutbox::new();
     outbox.push_many(0, 5, 1);
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) = Uplink::start(
+    let (uplink, _incoming) = start_uplink(
         &tls_config(&broker, &stranger, Some(&pki)),
         "gwtlsbad",
-        outbox.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
+        &outbox,
+        &shutdown,
+    );
     let mut status = uplink.status();
     let st = wait_status(&mut status, "a TLS error", |s| s.last_error.is_some()).await;
     let err = st.last_error.unwrap();
@@ -428,13 +435,12 @@ async fn tls_problems_are_reported_not_fatal() {
 
     // Trusted broker, but we present no client certificate.
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) = Uplink::start(
+    let (uplink, _incoming) = start_uplink(
         &tls_config(&broker, &pki, None),
         "gwtlsnocert",
-        outbox.clone(),
-        shutdown.clone(),
-    )
-    .unwrap();
+        &outbox,
+        &shutdown,
+    );
     let mut status = uplink.status();
     let st = wait_status(&mut status, "a refused connection", |s| {
         s.last_error.is_some()
@@ -454,8 +460,7 @@ async fn tls_problems_are_reported_not_fatal() {
     let mut cfg = tls_config(&broker, &pki, None);
     cfg.ca_file = Some(dir.path().join("missing-ca.pem"));
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&cfg, "gwtlsmissing", outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&cfg, "gwtlsmissing", &outbox, &shutdown);
     let mut status = uplink.status();
     let st = wait_status(&mut status, "a file error", |s| s.last_error.is_some()).await;
     let err = st.last_error.unwrap();
@@ -480,7 +485,7 @@ async fn wrong_password_is_explained_then_recovers() {
     cfg.username = Some("gw".into());
     cfg.password = Some("typo".into());
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) = Uplink::start(&cfg, gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&cfg, gw, &outbox, &shutdown);
     let mut status = uplink.status();
     let st = wait_status(&mut status, "a login error", |s| s.last_error.is_some()).await;
     let err = st.last_error.clone().unwrap();
@@ -527,13 +532,8 @@ async fn downlinks_come_back_until_the_consumer_acks() {
     let down_topic = format!("seed/v1/gw/{gw}/down/{}", hex::encode(device));
     let start = || {
         let shutdown = CancellationToken::new();
-        let (uplink, incoming) = Uplink::start(
-            &config(&broker.url()),
-            gw,
-            MemoryOutbox::new(),
-            shutdown.clone(),
-        )
-        .unwrap();
+        let (uplink, incoming) =
+            start_uplink(&config(&broker.url()), gw, &MemoryOutbox::new(), &shutdown);
         (uplink, incoming, shutdown)
     };
 
@@ -625,8 +625,7 @@ async fn unmarked_messages_are_sent_again_after_a_restart() {
     // The broker acknowledges everything, but the store cannot record it.
     outbox.set_fail_marks(true);
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&config(&broker.url()), gw, &outbox, &shutdown);
     let mut status = uplink.status();
     wait_status(&mut status, "50 acknowledged", |s| s.published_total == 50).await;
     let got = watcher.wait_for(50, WAIT).await;
@@ -650,8 +649,7 @@ async fn unmarked_messages_are_sent_again_after_a_restart() {
     // After a restart, every unmarked row goes out again.
     outbox.set_fail_marks(false);
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&config(&broker.url()), gw, &outbox, &shutdown);
     outbox.wait_drained(WAIT).await;
     let again = watcher.wait_for(50, WAIT).await;
     assert_eq!(unique_ids(&again), ids);
@@ -663,13 +661,12 @@ async fn unmarked_messages_are_sent_again_after_a_restart() {
 async fn one_off_publish_without_broker_fails_cleanly() {
     init_logs();
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) = Uplink::start(
+    let (uplink, _incoming) = start_uplink(
         &config(&format!("mqtt://127.0.0.1:{}", unused_port())),
         "gwnobroker",
-        MemoryOutbox::new(),
-        shutdown.clone(),
-    )
-    .unwrap();
+        &MemoryOutbox::new(),
+        &shutdown,
+    );
     assert_eq!(
         uplink.publish(ExtraTopic::Receipt, b"r".to_vec()).await,
         Err(PublishError::NotConnected)
@@ -690,8 +687,7 @@ async fn damaged_rows_are_published_with_their_frame_and_counted() {
     entry.message_type = "Bad/Type".into();
     outbox.push(entry);
     let shutdown = CancellationToken::new();
-    let (uplink, _incoming) =
-        Uplink::start(&config(&broker.url()), gw, outbox.clone(), shutdown.clone()).unwrap();
+    let (uplink, _incoming) = start_uplink(&config(&broker.url()), gw, &outbox, &shutdown);
     outbox.wait_drained(WAIT).await;
     let got = watcher.wait_for(1, WAIT).await.remove(0);
     assert_eq!(got.topic, format!("seed/v1/gw/{gw}/up/unknown"));

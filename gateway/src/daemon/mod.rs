@@ -202,11 +202,29 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     scheduler.report_to(reports_tx);
     tasks.spawn(scheduler.run(requests, shutdown.clone()));
 
+    let ota_settings = config
+        .ota
+        .as_ref()
+        .map(|section| OtaSettings::from_config(section, &data_dir));
+    if let Some(settings) = &ota_settings {
+        std::fs::create_dir_all(&settings.dir).map_err(|e| {
+            format!(
+                "cannot create the update directory {}: {e}",
+                settings.dir.display()
+            )
+        })?;
+    }
     let (uplink, incoming) = match &config.mqtt {
         Some(mqtt) => {
-            let (uplink, incoming) =
-                Uplink::start(mqtt, &gateway_id, store.clone(), shutdown.clone())
-                    .map_err(|e| e.to_string())?;
+            let system_version = ota_settings.as_ref().map(OtaSettings::running_version);
+            let (uplink, incoming) = Uplink::start(
+                mqtt,
+                &gateway_id,
+                system_version,
+                store.clone(),
+                shutdown.clone(),
+            )
+            .map_err(|e| e.to_string())?;
             (Some(uplink), Some(incoming))
         }
         None => {
@@ -240,18 +258,6 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     let reassembly = ingest.reassembly_counters();
     tasks.spawn(ingest.run(events_rx, shutdown.clone()));
 
-    let ota_settings = config
-        .ota
-        .as_ref()
-        .map(|section| OtaSettings::from_config(section, &data_dir));
-    if let Some(settings) = &ota_settings {
-        std::fs::create_dir_all(&settings.dir).map_err(|e| {
-            format!(
-                "cannot create the update directory {}: {e}",
-                settings.dir.display()
-            )
-        })?;
-    }
     let running_version = ota_settings.as_ref().map_or_else(
         || crate::uplink::VERSION.to_string(),
         OtaSettings::running_version,

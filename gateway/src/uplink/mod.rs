@@ -15,7 +15,7 @@
 //!
 //! Wiring (the daemon):
 //! ```ignore
-//! let (uplink, mut incoming) = Uplink::start(&cfg.mqtt, &gateway_id, store.clone(), shutdown.clone())?;
+//! let (uplink, mut incoming) = Uplink::start(&cfg.mqtt, &gateway_id, system_version, store.clone(), shutdown.clone())?;
 //! let waker = uplink.waker();            // ingest: waker.wake() after each commit
 //! let status = uplink.status();          // web UI: watch::Receiver<UplinkStatus>
 //! while let Some(msg) = incoming.recv().await { store it; msg.ack.ack().await }
@@ -51,7 +51,7 @@ pub use topics::Topics;
 pub(crate) use tls::https_client_config;
 
 use connection::ConnectionSettings;
-use payload::StatePayload;
+use payload::{StatePayload, Versions};
 use publisher::{ExtraRequest, Publisher};
 use window::Window;
 
@@ -113,19 +113,27 @@ impl Uplink {
     ///
     /// Does not wait for the broker: with no broker, messages stay in the
     /// outbox and the status says why.
+    ///
+    /// `system_version` is the appliance image's version for the `state`
+    /// message (see [`Versions::system`]).
     pub fn start<O: Outbox>(
         config: &MqttConfig,
         gateway_id: &str,
+        system_version: Option<String>,
         outbox: O,
         shutdown: CancellationToken,
     ) -> Result<(Uplink, mpsc::UnboundedReceiver<IncomingMessage>), ConfigError> {
         let broker = config.validate()?;
         let topics = Topics::new(&config.prefix, gateway_id)?;
+        let versions = Versions {
+            software: VERSION.to_string(),
+            system: system_version,
+        };
         let settings = ConnectionSettings {
             config: config.clone(),
             client_id: config.effective_client_id(gateway_id),
             will_topic: topics.state(),
-            will_payload: StatePayload::last_will(VERSION).to_json(),
+            will_payload: StatePayload::last_will(&versions).to_json(),
             broker: broker.clone(),
         };
         let (status_tx, status_rx) = watch::channel(UplinkStatus {
@@ -143,7 +151,7 @@ impl Uplink {
         let publisher = Publisher {
             outbox,
             topics,
-            version: VERSION,
+            versions,
             started: Instant::now(),
             state_interval: config.state_interval(),
             shutdown_grace: config.shutdown_grace(),

@@ -102,11 +102,25 @@ pub enum Availability {
     Offline,
 }
 
+/// What the gateway runs, as the retained `state` message tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    /// This gateway software (`seed-gateway`'s crate version).
+    pub software: String,
+    /// The appliance image (`VERSION_ID` of its os-release, the version OTA
+    /// updates install and compare); `None` where the gateway is not an
+    /// updatable appliance (no `[ota]` section), since a host's os-release
+    /// says nothing about the gateway.
+    pub system: Option<String>,
+}
+
 /// The retained `state` message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatePayload {
     pub state: Availability,
     pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_version: Option<String>,
     /// Seconds since the uplink started; absent in the Last Will, which is
     /// fixed at connect time and would carry a stale value.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,30 +135,33 @@ pub struct StatePayload {
 }
 
 impl StatePayload {
-    pub fn online(version: &str, uptime_s: u64, queue_depth: u64) -> StatePayload {
+    pub fn online(versions: &Versions, uptime_s: u64, queue_depth: u64) -> StatePayload {
         StatePayload {
             state: Availability::Online,
-            version: version.to_string(),
+            version: versions.software.clone(),
+            system_version: versions.system.clone(),
             uptime_s: Some(uptime_s),
             queue_depth: Some(queue_depth),
             reason: None,
         }
     }
 
-    pub fn shutdown(version: &str, uptime_s: u64, queue_depth: u64) -> StatePayload {
+    pub fn shutdown(versions: &Versions, uptime_s: u64, queue_depth: u64) -> StatePayload {
         StatePayload {
             state: Availability::Offline,
-            version: version.to_string(),
+            version: versions.software.clone(),
+            system_version: versions.system.clone(),
             uptime_s: Some(uptime_s),
             queue_depth: Some(queue_depth),
             reason: Some("shutdown"),
         }
     }
 
-    pub fn last_will(version: &str) -> StatePayload {
+    pub fn last_will(versions: &Versions) -> StatePayload {
         StatePayload {
             state: Availability::Offline,
-            version: version.to_string(),
+            version: versions.software.clone(),
+            system_version: versions.system.clone(),
             uptime_s: None,
             queue_depth: None,
             reason: Some("connection_lost"),
@@ -260,21 +277,42 @@ mod tests {
 
     #[test]
     fn state_payloads() {
+        let host = Versions {
+            software: "0.1.0".into(),
+            system: None,
+        };
         let v: Value =
-            serde_json::from_slice(&StatePayload::online("0.1.0", 12, 3).to_json()).unwrap();
+            serde_json::from_slice(&StatePayload::online(&host, 12, 3).to_json()).unwrap();
         assert_eq!(
             v,
             json!({"state":"online","version":"0.1.0","uptime_s":12,"queue_depth":3})
         );
-        let v: Value = serde_json::from_slice(&StatePayload::last_will("0.1.0").to_json()).unwrap();
+        let v: Value = serde_json::from_slice(&StatePayload::last_will(&host).to_json()).unwrap();
         assert_eq!(
             v,
             json!({"state":"offline","version":"0.1.0","reason":"connection_lost"})
         );
         let v: Value =
-            serde_json::from_slice(&StatePayload::shutdown("0.1.0", 5, 0).to_json()).unwrap();
+            serde_json::from_slice(&StatePayload::shutdown(&host, 5, 0).to_json()).unwrap();
         assert_eq!(v["state"], "offline");
         assert_eq!(v["reason"], "shutdown");
+    }
+
+    #[test]
+    fn an_appliance_also_names_its_system_version() {
+        let appliance = Versions {
+            software: "0.1.0".into(),
+            system: Some("2.0.0".into()),
+        };
+        for payload in [
+            StatePayload::online(&appliance, 1, 0),
+            StatePayload::shutdown(&appliance, 1, 0),
+            StatePayload::last_will(&appliance),
+        ] {
+            let v: Value = serde_json::from_slice(&payload.to_json()).unwrap();
+            assert_eq!(v["version"], "0.1.0");
+            assert_eq!(v["system_version"], "2.0.0");
+        }
     }
 
     #[test]

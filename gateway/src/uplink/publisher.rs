@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 use super::connection::DriverEvent;
 use super::incoming::{AckHandle, IncomingKind, IncomingMessage};
 use super::outbox::Outbox;
-use super::payload::{up_payload, StatePayload};
+use super::payload::{up_payload, StatePayload, Versions};
 use super::status::UplinkStatus;
 use super::topics::{IncomingTopic, Topics};
 use super::window::{Tag, Window};
@@ -60,7 +60,7 @@ pub(crate) struct ExtraRequest {
 pub(crate) struct Publisher<O: Outbox> {
     pub outbox: O,
     pub topics: Topics,
-    pub version: &'static str,
+    pub versions: Versions,
     pub started: Instant,
     pub state_interval: Duration,
     pub shutdown_grace: Duration,
@@ -510,7 +510,7 @@ impl<O: Outbox> Publisher<O> {
     fn publish_state(&mut self, run: &mut Run) {
         run.next_state_at = Instant::now() + self.state_interval;
         let payload = StatePayload::online(
-            self.version,
+            &self.versions,
             self.started.elapsed().as_secs(),
             self.outbox.backlog(),
         );
@@ -558,7 +558,7 @@ impl<O: Outbox> Publisher<O> {
         }
         if run.client.is_some() {
             let offline = StatePayload::shutdown(
-                self.version,
+                &self.versions,
                 self.started.elapsed().as_secs(),
                 self.outbox.backlog(),
             );
