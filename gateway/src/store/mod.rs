@@ -14,6 +14,9 @@
 //! - A message leaves the outbox only through [`Store::mark_published`], which
 //!   the uplink calls after the broker's PUBACK, or by heartbeat compaction
 //!   (newer heartbeats of the same device replace older ones, see `quota.rs`).
+//!   A group holding only publish marks is the one write committed without an
+//!   fsync: losing it to a power cut means the rows are published again (a
+//!   QoS-1 duplicate), never that anything is lost (see `writer.rs`).
 //!   Transactions, ledger syncs and every other type are never dropped; when
 //!   there is no room for them they are [`CommitOutcome::Refused`] (not acked,
 //!   so the device keeps them).
@@ -182,9 +185,13 @@ pub struct StoreStats {
     pub refused_total: u64,
     pub published_total: u64,
     pub heartbeats_compacted_total: u64,
-    /// Write transactions committed (each one fsync): with group commit this
-    /// grows much slower than `stored_total` under load.
+    /// Write transactions committed: with group commit this grows much
+    /// slower than `stored_total` under load.
     pub transactions_total: u64,
+    /// Of those, the ones committed without an fsync because they held only
+    /// publish marks (a lost mark means a re-publish, never a lost message);
+    /// every other transaction fsyncs the WAL.
+    pub unsynced_transactions_total: u64,
     /// Size on disk of the database file plus its write-ahead log. SQLite
     /// reuses freed pages, so this stays near its high-water mark.
     pub file_bytes: u64,

@@ -195,6 +195,8 @@ pub(super) fn open_and_migrate_to(path: &Path, steps: usize) -> Result<Connectio
 /// WAL commit is not fsynced (only checkpoints are), so a power cut right
 /// after the ack could roll the message back: acked, yet gone. FULL fsyncs
 /// the WAL at every commit; group commit keeps that to one fsync per group.
+/// (The writer lowers it to NORMAL for groups of publish marks alone, whose
+/// loss costs only a re-publish; see `writer.rs`.)
 fn set_durability_pragmas(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let open_error = |message: String| StoreError::Open {
         path: path.to_path_buf(),

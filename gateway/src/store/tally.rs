@@ -30,6 +30,7 @@ pub(super) struct Tallies {
     pub published_total: u64,
     pub heartbeats_compacted_total: u64,
     pub transactions_total: u64,
+    pub unsynced_transactions_total: u64,
 
     pub quota_state: QuotaState,
     /// Set when a message is refused for lack of room; see `Quota::settle`.
@@ -70,6 +71,7 @@ impl Tallies {
             published_total: 0,
             heartbeats_compacted_total: 0,
             transactions_total: 0,
+            unsynced_transactions_total: 0,
             quota_state: QuotaState::Ok,
             full_latched: false,
             space_freed: false,
@@ -105,6 +107,7 @@ impl Tallies {
             published_total: self.published_total,
             heartbeats_compacted_total: self.heartbeats_compacted_total,
             transactions_total: self.transactions_total,
+            unsynced_transactions_total: self.unsynced_transactions_total,
             file_bytes,
             seen_ids: self.seen_rows,
             mailbox_entries: self.mailbox_rows,

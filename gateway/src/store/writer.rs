@@ -11,6 +11,13 @@
 //! caller. Under load, one disk flush covers many devices' messages; with a
 //! single caller it adds at most `group_commit_delay` to the ack.
 //!
+//! One kind of group skips the fsync: publish marks alone (see
+//! [`Request::must_survive_power_loss`]). Draining a backlog marks rows as
+//! fast as PUBACKs arrive, and on an SD card an fsync per mark batch made the
+//! drain disk-bound. The WAL is append-only, so the next fsynced commit makes
+//! those frames durable too; until then a power cut can only undo marks, and
+//! the rows are published again.
+//!
 //! A failed transaction is rolled back as a whole and every caller in the
 //! group gets the error: nothing of it is acked, devices retry. The running
 //! counts ([`Tallies`]) are changed on a working copy that is kept only if
@@ -83,6 +90,15 @@ impl Request {
             _ => 1,
         }
     }
+
+    /// Whether losing this write in a power cut would lose something. Only
+    /// publish marks can be lost: the rows are then published again, an
+    /// ordinary QoS-1 duplicate the backend drops by msg_id. Everything
+    /// else (acked radio messages, downlinks acked to the broker, mailbox
+    /// states, meta) must be on disk before the caller hears "done".
+    fn must_survive_power_loss(&self) -> bool {
+        !matches!(self, Request::MarkPublished { .. })
+    }
 }
 
 /// Sends a request's answer once the fate of its transaction is known.
@@ -133,6 +149,7 @@ pub(super) fn start(
         quota,
         tallies,
         stats: Arc::clone(&stats),
+        synchronous_full: true,
     };
     let (requests, inbox) = mpsc::channel();
     std::thread::Builder::new()
@@ -149,6 +166,9 @@ struct Writer {
     quota: Quota,
     tallies: Tallies,
     stats: Arc<Mutex<StoreStats>>,
+    /// The connection's `synchronous` setting: FULL (fsync at commit) or,
+    /// for groups of publish marks only, NORMAL (see [`Writer::write_group`]).
+    synchronous_full: bool,
 }
 
 impl Writer {
@@ -211,17 +231,22 @@ impl Writer {
         if group.is_empty() {
             return;
         }
+        // Publish marks alone skip the fsync (module docs). SQLite still
+        // syncs the WAL before any checkpoint copies these frames.
+        let synchronous =
+            self.set_synchronous_full(group.iter().any(Request::must_survive_power_loss));
         let now = now_ms();
         let mut working = self.tallies.clone();
         working.space_freed = false;
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
         let mut requests = group.into_iter();
 
-        let outcome = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
-            Err(error) => Err(StoreError::from(error)),
+        let outcome = match synchronous.and_then(|()| {
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(StoreError::from)
+        }) {
+            Err(error) => Err(error),
             Ok(tx) => {
                 let mut failure = None;
                 for request in requests.by_ref() {
@@ -247,6 +272,9 @@ impl Writer {
         match &outcome {
             Ok(()) => {
                 working.transactions_total += 1;
+                if !self.synchronous_full {
+                    working.unsynced_transactions_total += 1;
+                }
                 if let Some((before, after)) = self.quota.settle(&mut working) {
                     log_quota_change(before, after, &working, &self.quota, &self.options);
                 }
@@ -268,6 +296,28 @@ impl Writer {
         for request in requests {
             let (answer, _) = apply_nothing(request);
             answer(outcome.clone());
+        }
+    }
+
+    /// Switches `synchronous` between FULL and NORMAL. Failing to leave
+    /// FULL is harmless (the marks are fsynced after all); failing to get
+    /// back to FULL is an error for the group, since its commit would not
+    /// be on disk when its callers are told it is.
+    fn set_synchronous_full(&mut self, full: bool) -> Result<(), StoreError> {
+        if full == self.synchronous_full {
+            return Ok(());
+        }
+        let level = if full { "FULL" } else { "NORMAL" };
+        match self.conn.pragma_update(None, "synchronous", level) {
+            Ok(()) => {
+                self.synchronous_full = full;
+                Ok(())
+            }
+            Err(error) if full => Err(StoreError::from(error)),
+            Err(error) => {
+                tracing::warn!(%error, "store: publish marks stay fsynced: {error}");
+                Ok(())
+            }
         }
     }
 

@@ -203,6 +203,43 @@ async fn stats_follow_commits_and_publishing() {
 }
 
 #[tokio::test]
+async fn only_groups_of_publish_marks_skip_the_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&db_path(&dir), StoreOptions::default());
+    store
+        .commit((0..4).map(|n| message(n, "transaction", 1)).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stats().unsynced_transactions_total,
+        0,
+        "acked messages are fsynced"
+    );
+    store.mark_published(vec![1, 2]).await.unwrap();
+    assert_eq!(
+        store.stats().unsynced_transactions_total,
+        1,
+        "marks alone are not"
+    );
+    // After a group of marks, the next messages are fsynced again (and with
+    // them the marks' frames of the WAL).
+    store
+        .commit(vec![message(9, "transaction", 1)])
+        .await
+        .unwrap();
+    store.set_meta("k", "v").await.unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.transactions_total, 4);
+    assert_eq!(stats.unsynced_transactions_total, 1);
+    store.close().await.unwrap();
+
+    // What the marks did is on disk once the file is reopened.
+    let store = open(&db_path(&dir), StoreOptions::default());
+    assert_eq!(store.stats().backlog, 3);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn published_ids_beyond_seen_max_are_forgotten_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
