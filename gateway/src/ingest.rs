@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::neighbors::HeartbeatVerdict;
 use crate::scheduler::{SchedulerHandle, TxRequest};
 use crate::state::GatewayState;
-use crate::store::{CommitOutcome, Inbound, Store};
+use crate::store::{CommitOutcome, Inbound, PendingCommit, Store, StoreError};
 
 /// Most events taken into one commit; bounds commit latency under a flood.
 const MAX_BATCH: usize = 512;
@@ -30,6 +30,26 @@ const MAX_BATCH: usize = 512;
 struct Pending {
     frame: Frame,
     link: String,
+}
+
+/// A batch the store is writing, and the frames waiting on its answer.
+struct InFlight {
+    commit: PendingCommit,
+    frames: Vec<(Pending, RxMeta)>,
+}
+
+/// What woke the ingest loop.
+enum Step {
+    Committed(Result<Vec<CommitOutcome>, StoreError>),
+    Heard(usize),
+}
+
+/// The answer to the commit in flight; never ready when there is none.
+async fn answer_of(in_flight: &mut Option<InFlight>) -> Result<Vec<CommitOutcome>, StoreError> {
+    match in_flight {
+        Some(flight) => (&mut flight.commit).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Observers of ingest results besides the store (mailbox delivery hooks
@@ -70,23 +90,53 @@ impl Ingest {
 
     /// Runs until shutdown. On shutdown it stops taking radio frames but
     /// finishes the commit in flight, so nothing acked is lost.
+    ///
+    /// One commit is in flight at a time. While the store writes it, the
+    /// next batch is taken and decoded: verifying signatures and writing
+    /// SQLite then run on different cores, so throughput is the slower of
+    /// the two rather than their sum. A commit is settled (acks, observers)
+    /// as soon as its answer comes, whether or not more frames arrive.
     pub async fn run(mut self, mut events: mpsc::Receiver<LinkEvent>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut in_flight: Option<InFlight> = None;
         loop {
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                n = events.recv_many(&mut batch, MAX_BATCH) => {
-                    if n == 0 {
-                        break;
+                outcome = answer_of(&mut in_flight) => Step::Committed(outcome),
+                n = events.recv_many(&mut batch, MAX_BATCH) => Step::Heard(n),
+            };
+            match step {
+                Step::Committed(outcome) => {
+                    if let Some(done) = in_flight.take() {
+                        self.settle(done.frames, outcome);
                     }
                 }
+                Step::Heard(0) => break,
+                Step::Heard(_) => {
+                    let verified = self.verify(std::mem::take(&mut batch));
+                    if verified.is_empty() {
+                        continue;
+                    }
+                    // Batches are committed one after the other, so
+                    // per-device order is the order frames were heard.
+                    if let Some(done) = in_flight.take() {
+                        let outcome = done.commit.await;
+                        self.settle(done.frames, outcome);
+                    }
+                    in_flight = Some(self.start_commit(verified));
+                }
             }
-            self.process(std::mem::take(&mut batch)).await;
+        }
+        if let Some(done) = in_flight.take() {
+            let outcome = done.commit.await;
+            self.settle(done.frames, outcome);
         }
     }
 
-    async fn process(&mut self, events: Vec<LinkEvent>) {
+    /// Reassembles, decodes and verifies a batch of link events, and admits
+    /// what passes to the neighbor table; returns the frames to commit.
+    fn verify(&mut self, events: Vec<LinkEvent>) -> Vec<(Pending, RxMeta)> {
         let mut heard: Vec<(Vec<u8>, RxMeta)> = Vec::new();
         for event in events {
             match event {
@@ -119,9 +169,7 @@ impl Ingest {
                 Err(e) => self.rejected(&e, meta),
             }
         }
-        if !pending.is_empty() {
-            self.commit(pending).await;
-        }
+        pending
     }
 
     /// The whole frame a packet carries: itself, or (for a fragment) the
@@ -199,8 +247,9 @@ impl Ingest {
         }
     }
 
-    async fn commit(&mut self, pending: Vec<(Pending, RxMeta)>) {
-        let inbound: Vec<Inbound> = pending
+    /// Hands verified frames to the store; their acks wait for the answer.
+    fn start_commit(&self, frames: Vec<(Pending, RxMeta)>) -> InFlight {
+        let inbound: Vec<Inbound> = frames
             .iter()
             .map(|(p, rx)| Inbound {
                 msg_id: p.frame.msg_id,
@@ -212,7 +261,19 @@ impl Ingest {
                 received_at_ms: rx.received_at_ms,
             })
             .collect();
-        let outcomes = match self.store.commit(inbound).await {
+        InFlight {
+            commit: self.store.start_commit(inbound),
+            frames,
+        }
+    }
+
+    /// Acts on a commit's answer: acks what is on disk, tells the observers.
+    fn settle(
+        &self,
+        pending: Vec<(Pending, RxMeta)>,
+        outcome: Result<Vec<CommitOutcome>, StoreError>,
+    ) {
+        let outcomes = match outcome {
             Ok(o) => o,
             Err(e) => {
                 // Nothing is acked, so the devices keep their messages and

@@ -57,8 +57,11 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -296,7 +299,17 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.ask(|reply| Request::Commit { batch, reply }).await
+        self.start_commit(batch).await
+    }
+
+    /// Hands a batch to the writer now and returns its answer to await
+    /// later, so the caller can prepare the next batch while this one is
+    /// written. Batches are written in the order they were started. What the
+    /// answer means is as for [`Store::commit`].
+    pub fn start_commit(&self, batch: Vec<Inbound>) -> PendingCommit {
+        PendingCommit {
+            answer: self.send(|reply| Request::Commit { batch, reply }),
+        }
     }
 
     /// Unpublished entries with `seq > after_seq`, in `seq` order, at most `limit`.
@@ -400,14 +413,20 @@ impl Store {
         &self,
         request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
     ) -> Result<T, StoreError> {
+        answered(self.send(request)?.await)
+    }
+
+    /// Queues a request for the writer; the receiver gets its answer.
+    fn send<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<Answer<T>, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .requests
             .send(request(reply))
             .map_err(|_| StoreError::Closed)?;
-        // A dropped reply means the writer stopped before answering: nothing
-        // of this request may be assumed durable.
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(answer)
     }
 
     /// Runs a query on the read connection off the async runtime.
@@ -419,6 +438,35 @@ impl Store {
         tokio::task::spawn_blocking(move || query(&lock(&reader)))
             .await
             .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer's answer to one request, once its transaction's fate is known.
+type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+/// A dropped reply means the writer stopped before answering: nothing of
+/// that request may be assumed durable.
+fn answered<T>(
+    received: Result<Result<T, StoreError>, oneshot::error::RecvError>,
+) -> Result<T, StoreError> {
+    received.map_err(|_| StoreError::Closed)?
+}
+
+/// A commit the writer has been handed (see [`Store::start_commit`]); await
+/// it for the outcomes. Dropping it does not undo the commit, it only stops
+/// listening for the answer.
+pub struct PendingCommit {
+    answer: Result<Answer<Vec<CommitOutcome>>, StoreError>,
+}
+
+impl Future for PendingCommit {
+    type Output = Result<Vec<CommitOutcome>, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.answer {
+            Ok(answer) => Pin::new(answer).poll(cx).map(answered),
+            Err(error) => Poll::Ready(Err(error.clone())),
+        }
     }
 }
 
