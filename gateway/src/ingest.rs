@@ -202,7 +202,7 @@ impl Ingest {
                 // An identical retransmission is a duplicate, not a replay:
                 // the store tells them apart by message id.
                 if got != last {
-                    self.state.frames.bump("replayed");
+                    self.state.count_frame(&meta.link, "replayed");
                     tracing::debug!(
                         device = %hex::encode(device_id),
                         last, got, "heartbeat counter went backwards: replay dropped"
@@ -223,7 +223,7 @@ impl Ingest {
     }
 
     fn rejected(&self, error: &FrameError, rx: &RxMeta) {
-        self.state.frames.bump(error.outcome());
+        self.state.count_frame(&rx.link, error.outcome());
         match error {
             FrameError::UnsupportedVersion {
                 version,
@@ -288,16 +288,16 @@ impl Ingest {
             let ack = match outcome {
                 CommitOutcome::Stored { .. } => {
                     stored_any = true;
-                    self.state.frames.bump("accepted");
+                    self.state.count_frame(&p.link, "accepted");
                     true
                 }
                 CommitOutcome::Duplicate => {
-                    self.state.frames.bump("duplicate");
+                    self.state.count_frame(&p.link, "duplicate");
                     // The sender evidently missed our ack: send it again.
                     true
                 }
                 CommitOutcome::Refused => {
-                    self.state.frames.bump("refused");
+                    self.state.count_frame(&p.link, "refused");
                     false
                 }
             };

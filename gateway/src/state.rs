@@ -65,6 +65,9 @@ pub struct LinkStatus {
     pub kind: &'static str,
     pub state: LinkState,
     pub counters: Arc<LinkCounters>,
+    /// What became of this link's frames after link-layer decoding; kept
+    /// across driver restarts, unlike `counters`.
+    pub frames: Arc<FrameCounters>,
     pub last_rssi: Option<f32>,
     pub last_snr: Option<f32>,
 }
@@ -174,10 +177,21 @@ impl GatewayState {
                 kind,
                 state: LinkState::Connecting,
                 counters,
+                frames: Arc::default(),
                 last_rssi: None,
                 last_snr: None,
             },
         );
+    }
+
+    /// Counts what became of a frame heard on `link`, in the gateway's
+    /// totals and in the link's own counts (so a keeper can tell which
+    /// concentrator brings the bad frames).
+    pub fn count_frame(&self, link: &str, outcome: &str) {
+        self.frames.bump(outcome);
+        if let Some(status) = self.links().get(link) {
+            status.frames.bump(outcome);
+        }
     }
 
     /// Points a link's entry at the counters of a new driver (after a

@@ -131,3 +131,83 @@ async fn publish_latency_is_a_consistent_prometheus_histogram() {
     running.shutdown_token().cancel();
     tokio::time::timeout(WAIT, running.wait()).await.unwrap();
 }
+
+/// Two concentrators on one gateway: a keeper must be able to tell which
+/// one brings the bad frames, so decoded outcomes are counted per link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_outcomes_are_counted_per_radio_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.gateway.data_dir = dir.path().join("data");
+    config.http.bind = "127.0.0.1:0".parse().unwrap();
+    let mut specs = Vec::new();
+    let mut forwarders = Vec::new();
+    for name in ["gwmp0", "gwmp1"] {
+        let (spec, gwmp) = daemon::bound_gwmp_link(
+            GwmpConfig::new(name, "127.0.0.1:0".parse().unwrap()),
+            RadioParams::default(),
+        )
+        .await
+        .unwrap();
+        specs.push(spec);
+        forwarders.push(gwmp);
+    }
+    let running = daemon::start(&config, specs).await.unwrap();
+    let http = running.http_addr.unwrap();
+    let good = PacketForwarder::start(PacketForwarderConfig::new(forwarders[0], Eui([6; 8])))
+        .await
+        .unwrap();
+    let bad = PacketForwarder::start(PacketForwarderConfig::new(forwarders[1], Eui([7; 8])))
+        .await
+        .unwrap();
+    let device = Identity::from_seed([12; 32]);
+    for counter in 1..=2 {
+        good.inject(&transaction(&device, counter), -90.0, 5.0)
+            .await
+            .unwrap();
+    }
+    // The signature is the frame's last element: flipping its last byte
+    // leaves valid CBOR whose signature does not verify.
+    let mut forged = transaction(&device, 3);
+    *forged.last_mut().unwrap() ^= 0x01;
+    bad.inject(&forged, -100.0, 1.0).await.unwrap();
+
+    let series = |link: &str, outcome: &str| {
+        format!("seed_frames_total{{link=\"{link}\",outcome=\"{outcome}\"}}")
+    };
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = metrics(http).await;
+        let accepted = sample(&text, &series("gwmp0", "accepted")).unwrap_or(0.0);
+        let forged = sample(&text, &series("gwmp1", "bad_signature")).unwrap_or(0.0);
+        if accepted >= 2.0 && forged >= 1.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "2 accepted frames on gwmp0 and 1 bad signature on gwmp1 never counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (link, outcome, count) in [
+        ("gwmp0", "accepted", 2.0),
+        ("gwmp0", "bad_signature", 0.0),
+        ("gwmp1", "bad_signature", 1.0),
+        ("gwmp1", "accepted", 0.0),
+    ] {
+        let name = series(link, outcome);
+        assert_eq!(sample(&text, &name), Some(count), "{name} in:\n{text}");
+    }
+    // The status document carries the same split, and the totals.
+    let (_, status) = http_get(http, "/api/v1/status").await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let links = status["links"].as_array().unwrap();
+    let link = |name: &str| links.iter().find(|l| l["name"] == name).unwrap().clone();
+    assert_eq!(link("gwmp0")["frames"]["accepted"], 2, "{status}");
+    assert_eq!(link("gwmp1")["frames"]["bad_signature"], 1, "{status}");
+    assert_eq!(status["frames"]["accepted"], 2, "{status}");
+    assert_eq!(status["frames"]["bad_signature"], 1, "{status}");
+
+    running.shutdown_token().cancel();
+    tokio::time::timeout(WAIT, running.wait()).await.unwrap();
+}

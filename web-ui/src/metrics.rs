@@ -207,10 +207,16 @@ fn frames(out: &mut Exposition, status: &Status) {
     out.family(
         "seed_frames_total",
         Kind::Counter,
-        "Decoded frames by verification outcome.",
+        "Decoded frames by radio link and verification outcome.",
     );
-    for (outcome, count) in status.frames.outcomes() {
-        out.sample("seed_frames_total", &[("outcome", outcome)], count as f64);
+    for link in &status.links {
+        for (outcome, count) in link.frames.outcomes() {
+            out.sample(
+                "seed_frames_total",
+                &[("link", &link.name), ("outcome", outcome)],
+                count as f64,
+            );
+        }
     }
 }
 

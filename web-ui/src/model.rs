@@ -139,6 +139,10 @@ pub struct LinkView {
     pub last_snr: Option<f32>,
     /// When the last frame was heard.
     pub last_frame_ms: Option<u64>,
+    /// What became of this link's frames after link-layer decoding (the
+    /// gateway-wide totals are [`Status::frames`]).
+    #[serde(default)]
+    pub frames: FrameCounters,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,26 +236,34 @@ pub struct FrameCounters {
     pub malformed: u64,
     /// Valid frame of a protocol version this gateway does not speak.
     pub unsupported_version: u64,
+    /// A heartbeat whose counter went backwards (an old frame sent again): dropped.
+    #[serde(default)]
+    pub replayed: u64,
     /// Valid, but not stored because storage was full (not acknowledged, the device retries).
     pub refused_full: u64,
 }
 
 impl FrameCounters {
     /// Every outcome with its metric label, in a fixed order.
-    pub fn outcomes(&self) -> [(&'static str, u64); 6] {
+    pub fn outcomes(&self) -> [(&'static str, u64); 7] {
         [
             ("accepted", self.accepted),
             ("duplicate", self.duplicates),
             ("bad_signature", self.bad_signature),
             ("malformed", self.malformed),
             ("unsupported_version", self.unsupported_version),
+            ("replayed", self.replayed),
             ("refused_full", self.refused_full),
         ]
     }
 
     /// Frames heard but not stored for a reason other than being a duplicate.
     pub fn rejected(&self) -> u64 {
-        self.bad_signature + self.malformed + self.unsupported_version + self.refused_full
+        self.bad_signature
+            + self.malformed
+            + self.unsupported_version
+            + self.replayed
+            + self.refused_full
     }
 }
 

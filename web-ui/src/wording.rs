@@ -295,9 +295,17 @@ fn link_line(link: &LinkView, now_ms: u64) -> Line {
             if let Some(rssi) = link.last_rssi {
                 text.push_str(&format!(", signal {}", signal_words(rssi, link.last_snr)));
             }
-            let unreadable = link.malformed + link.bad_crc;
+            let unreadable = link.malformed + link.bad_crc + link.frames.malformed;
             if unreadable > 0 {
                 text.push_str(&format!(", {} unreadable", thousands(unreadable)));
+            }
+            // Which radio brings forged or replayed frames is worth telling.
+            let not_genuine = link.frames.bad_signature + link.frames.replayed;
+            if not_genuine > 0 {
+                text.push_str(&format!(
+                    ", {} refused as not genuine",
+                    thousands(not_genuine)
+                ));
             }
             text.push('.');
             Line::new(Level::Ok, text)
@@ -610,6 +618,7 @@ mod tests {
             last_rssi: Some(-87.4),
             last_snr: Some(7.2),
             last_frame_ms: Some(NOW - 3_000),
+            frames: FrameCounters::default(),
         }
     }
 
@@ -747,6 +756,17 @@ mod tests {
              signal strong (\u{2212}87 dBm, SNR 7 dB)."
         );
         assert_eq!(up.level, Level::Ok);
+
+        let mut noisy = link("rnode0", LinkState::Up);
+        noisy.bad_crc = 4;
+        noisy.frames.malformed = 1;
+        noisy.frames.bad_signature = 2;
+        noisy.frames.replayed = 1;
+        assert_eq!(
+            link_line(&noisy, NOW).text,
+            "Radio rnode0: working, 1,234 messages heard, last one just now, \
+             signal strong (\u{2212}87 dBm, SNR 7 dB), 5 unreadable, 3 refused as not genuine."
+        );
 
         let mut down = link("rnode0", LinkState::Down);
         down.detail = "serial device unplugged".into();

@@ -237,8 +237,26 @@ async fn metrics_are_prometheus_text_with_help_and_type_for_every_family() {
         "seed_link_frames_total{link=\"rnode0\",outcome=\"bad_crc\"}",
         40.0,
     );
-    expect("seed_frames_total{outcome=\"accepted\"}", 52_611.0);
-    expect("seed_frames_total{outcome=\"bad_signature\"}", 3.0);
+    expect(
+        "seed_frames_total{link=\"rnode0\",outcome=\"accepted\"}",
+        51_400.0,
+    );
+    expect(
+        "seed_frames_total{link=\"rnode0\",outcome=\"bad_signature\"}",
+        3.0,
+    );
+    expect(
+        "seed_frames_total{link=\"rnode0\",outcome=\"replayed\"}",
+        2.0,
+    );
+    expect(
+        "seed_frames_total{link=\"gwmp0\",outcome=\"accepted\"}",
+        1_211.0,
+    );
+    expect(
+        "seed_frames_total{link=\"gwmp0\",outcome=\"bad_signature\"}",
+        0.0,
+    );
     expect("seed_link_up{link=\"gwmp0\",kind=\"gwmp-udp\"}", 1.0);
     expect("seed_queue_depth", 1204.0);
     expect("seed_uplink_connected", 0.0);

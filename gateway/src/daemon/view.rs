@@ -155,6 +155,7 @@ impl GatewayViewImpl {
                     last_rssi: l.last_rssi,
                     last_snr: l.last_snr,
                     last_frame_ms: None,
+                    frames: frame_counters(&l.frames),
                 }
             })
             .collect()
@@ -289,14 +290,7 @@ impl GatewayView for GatewayViewImpl {
                 quota_state: quota_view(stats.quota_state),
                 writable: true,
             },
-            frames: FrameCounters {
-                accepted: frames.get("accepted"),
-                duplicates: frames.get("duplicate"),
-                bad_signature: frames.get("bad_signature"),
-                malformed: frames.get("malformed") + frames.get("oversize"),
-                unsupported_version: frames.get("unsupported_version"),
-                refused_full: frames.get("refused"),
-            },
+            frames: frame_counters(frames),
             mailboxes: MailboxView {
                 pending: stats.mailbox_entries,
                 devices_waiting: 0,
@@ -542,6 +536,19 @@ fn redacted_config(config: &Config) -> String {
         c.http.admin_password_hash = Some("(removed)".into());
     }
     format!("{c:#?}")
+}
+
+/// The status page's view of a set of receive-outcome counters.
+fn frame_counters(frames: &crate::state::FrameCounters) -> FrameCounters {
+    FrameCounters {
+        accepted: frames.get("accepted"),
+        duplicates: frames.get("duplicate"),
+        bad_signature: frames.get("bad_signature"),
+        malformed: frames.get("malformed") + frames.get("oversize"),
+        unsupported_version: frames.get("unsupported_version"),
+        replayed: frames.get("replayed"),
+        refused_full: frames.get("refused"),
+    }
 }
 
 #[cfg(test)]

@@ -175,6 +175,15 @@ fn status(now: u64) -> Status {
                 last_rssi: Some(-97.0),
                 last_snr: Some(6.5),
                 last_frame_ms: Some(now - 40_000),
+                frames: FrameCounters {
+                    accepted: 51_400,
+                    duplicates: 300,
+                    bad_signature: 3,
+                    malformed: 9,
+                    unsupported_version: 1,
+                    replayed: 2,
+                    refused_full: 0,
+                },
             },
             LinkView {
                 name: "gwmp0".into(),
@@ -189,6 +198,11 @@ fn status(now: u64) -> Status {
                 last_rssi: Some(-112.0),
                 last_snr: Some(-4.0),
                 last_frame_ms: Some(now - 5 * MINUTE),
+                frames: FrameCounters {
+                    accepted: 1_211,
+                    duplicates: 10,
+                    ..FrameCounters::default()
+                },
             },
         ],
         duty_cycle: vec![
@@ -207,6 +221,7 @@ fn status(now: u64) -> Status {
             bad_signature: 3,
             malformed: 9,
             unsupported_version: 1,
+            replayed: 2,
             refused_full: 0,
         },
         mailboxes: MailboxView {
