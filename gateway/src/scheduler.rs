@@ -9,6 +9,11 @@
 //! does. A link transmits one frame at a time (LoRa is half duplex): it is
 //! busy for the frame's airtime after each send.
 //!
+//! Priority alone would let a steady stream of downlinks keep the gateway's
+//! heartbeat and sync offers off the air for good. So a frame below downlink
+//! priority that has waited [`PROMOTE_AFTER`] goes next after the acks. Acks
+//! are never overtaken: a device is waiting for each one.
+//!
 //! Acks are batched: ids arriving within [`ACK_BATCH_WINDOW`] share a frame,
 //! up to [`ACKS_PER_FRAME`] ids, so one downlink covers many messages. An id
 //! whose ack frame is already queued is not queued again when the device
@@ -35,6 +40,10 @@ pub const ACK_BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// Ids per ack frame: 8 × 17 bytes keeps the signed frame under 255 bytes,
 /// one LoRa packet.
 pub const ACKS_PER_FRAME: usize = 8;
+
+/// How long a sync offer or the gateway's heartbeat waits behind
+/// downlinks before it goes next after the acks.
+pub const PROMOTE_AFTER: Duration = Duration::from_secs(120);
 
 /// Transmission priority, highest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,6 +127,22 @@ struct Queued {
     deferred: bool,
     /// The ids an ack frame carries (empty for other frames).
     acked: Vec<MsgId>,
+    queued_at: Instant,
+    /// Waited [`PROMOTE_AFTER`] below downlink priority: goes after acks only.
+    promoted: bool,
+}
+
+impl Queued {
+    /// The queue's order: acks, then promoted frames, then by priority;
+    /// within each, oldest first.
+    fn turn(&self) -> (bool, bool, Priority, Instant) {
+        (
+            self.priority != Priority::Ack,
+            !self.promoted,
+            self.priority,
+            self.queued_at,
+        )
+    }
 }
 
 /// Ack ids waiting to go on air for one link. Ids become frames only when
@@ -237,7 +262,7 @@ impl Scheduler {
                     None => self.links.keys().cloned().collect(),
                 };
                 for link in targets {
-                    self.enqueue(priority, link, bytes.clone(), tag, Vec::new());
+                    self.enqueue(priority, link, bytes.clone(), tag, Vec::new(), now);
                 }
             }
         }
@@ -250,27 +275,49 @@ impl Scheduler {
         bytes: Vec<u8>,
         tag: u64,
         acked: Vec<MsgId>,
+        now: Instant,
     ) {
         for id in &acked {
             self.acks_queued.insert((link.clone(), *id));
         }
-        // Stable: equal priorities keep arrival order.
+        let queued = Queued {
+            priority,
+            link,
+            bytes,
+            tag,
+            deferred: false,
+            acked,
+            queued_at: now,
+            promoted: false,
+        };
+        // After everything of its turn or earlier: equal turns keep arrival order.
         let pos = self
             .queue
             .iter()
-            .position(|q| q.priority > priority)
+            .position(|q| q.turn() > queued.turn())
             .unwrap_or(self.queue.len());
-        self.queue.insert(
-            pos,
-            Queued {
-                priority,
-                link,
-                bytes,
-                tag,
-                deferred: false,
-                acked,
-            },
-        );
+        self.queue.insert(pos, queued);
+    }
+
+    /// Moves frames that waited [`PROMOTE_AFTER`] below downlink priority up
+    /// to right after the acks.
+    fn promote_waiting(&mut self, now: Instant) {
+        let overdue = |q: &Queued| {
+            !q.promoted
+                && q.priority > Priority::Downlink
+                && now.duration_since(q.queued_at) >= PROMOTE_AFTER
+        };
+        if !self.queue.iter().any(overdue) {
+            return;
+        }
+        for q in self.queue.iter_mut() {
+            if overdue(q) {
+                q.promoted = true;
+            }
+        }
+        // Stable, and every other entry's turn is unchanged, so only the
+        // promoted ones move.
+        self.queue.make_contiguous().sort_by_key(Queued::turn);
     }
 
     /// Takes entry `i` off the queue; its acks are no longer waiting.
@@ -321,7 +368,7 @@ impl Scheduler {
                 }),
             };
             if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
-                self.enqueue(Priority::Ack, link, frame.bytes, 0, chunk);
+                self.enqueue(Priority::Ack, link, frame.bytes, 0, chunk, now);
             }
         }
     }
@@ -330,6 +377,7 @@ impl Scheduler {
     /// highest priority first.
     async fn pump(&mut self, now: Instant) {
         self.flush_acks(now);
+        self.promote_waiting(now);
         let mut i = 0;
         while i < self.queue.len() {
             let q = &self.queue[i];
@@ -457,6 +505,16 @@ mod tests {
         )
     }
 
+    /// A ready frame of `len` bytes for link r0.
+    fn frame_on_r0(priority: Priority, len: usize, tag: u64) -> TxRequest {
+        TxRequest::Frame {
+            link: Some("r0".into()),
+            priority,
+            bytes: vec![0x85; len],
+            tag,
+        }
+    }
+
     fn acked_ids(t: &Transmit) -> Vec<MsgId> {
         match Frame::decode(&t.bytes).unwrap().envelope.message {
             Message::Ack(a) => a.acked,
@@ -502,18 +560,8 @@ mod tests {
             Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
         let stop = CancellationToken::new();
         // Queue both before the task starts, so priority alone decides.
-        handle.submit(TxRequest::Frame {
-            link: Some("r0".into()),
-            priority: Priority::Heartbeat,
-            bytes: vec![0x85; 100],
-            tag: 1,
-        });
-        handle.submit(TxRequest::Frame {
-            link: Some("r0".into()),
-            priority: Priority::Ack,
-            bytes: vec![0x85; 50],
-            tag: 2,
-        });
+        handle.submit(frame_on_r0(Priority::Heartbeat, 100, 1));
+        handle.submit(frame_on_r0(Priority::Ack, 50, 2));
         tokio::spawn(s.run(requests, stop.clone()));
         let first = rx.recv().await.unwrap();
         let second = rx.recv().await.unwrap();
@@ -531,12 +579,7 @@ mod tests {
         let stop = CancellationToken::new();
         tokio::spawn(s.run(requests, stop.clone()));
         for tag in 1..=500 {
-            handle.submit(TxRequest::Frame {
-                link: Some("r0".into()),
-                priority: Priority::Downlink,
-                bytes: vec![0x85; 200],
-                tag,
-            });
+            handle.submit(frame_on_r0(Priority::Downlink, 200, tag));
         }
         let per_frame = time_on_air(200, &params);
         let mut sent = 0u32;
@@ -552,6 +595,47 @@ mod tests {
             "{sent} frames of {per_frame:?} exceed {budget:?}"
         );
         assert!(handle.stats().deferred_total > 0);
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_downlink_flood_does_not_silence_the_gateway_heartbeat() {
+        // Band M allows 36 s of airtime per hour: 500 downlinks of 200
+        // bytes take hours to drain, and they were queued first.
+        let (l, mut rx) = link("r0", 868_100_000);
+        let per_frame = time_on_air(200, &l.params);
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
+        let stop = CancellationToken::new();
+        for tag in 1..=500 {
+            handle.submit(frame_on_r0(Priority::Downlink, 200, tag));
+        }
+        handle.submit(frame_on_r0(Priority::Heartbeat, 100, 999));
+        tokio::spawn(s.run(requests, stop.clone()));
+        let flood_hours = (per_frame * 500).as_secs_f64() / 36.0;
+        assert!(flood_hours > 4.0, "the flood lasts {flood_hours:.1} h");
+
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(3 * 3600);
+        let mut downlinks_before = 0;
+        loop {
+            let sent = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("the heartbeat went on air within 3 simulated hours")
+                .expect("scheduler running");
+            if sent.bytes.len() == 100 {
+                break;
+            }
+            downlinks_before += 1;
+        }
+        assert!(
+            Instant::now() >= started + PROMOTE_AFTER,
+            "the heartbeat waits its turn first"
+        );
+        assert!(
+            (1..500).contains(&downlinks_before),
+            "{downlinks_before} downlinks went before the heartbeat"
+        );
         stop.cancel();
     }
 
