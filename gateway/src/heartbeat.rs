@@ -359,6 +359,7 @@ impl HeartbeatSender {
             Frame::sign(envelope, self.identity.signing_key()).map_err(|e| e.to_string())?;
         self.scheduler.submit(TxRequest::Frame {
             link: None,
+            via: None,
             priority: Priority::Heartbeat,
             bytes: frame.bytes.clone(),
             tag: 0,

@@ -304,6 +304,7 @@ impl Ingest {
             if ack && p.frame.message_type().needs_ack() {
                 self.scheduler.submit(TxRequest::Ack {
                     link: p.link.clone(),
+                    via: rx.via.clone(),
                     msg_id: p.frame.msg_id,
                 });
             }

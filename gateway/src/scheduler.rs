@@ -57,11 +57,18 @@ pub enum Priority {
 /// What the rest of the gateway asks the scheduler to send.
 #[derive(Debug, Clone)]
 pub enum TxRequest {
-    /// Acknowledge a durable message over the link it came from.
-    Ack { link: String, msg_id: MsgId },
-    /// A ready frame; `link: None` sends it on every link.
+    /// Acknowledge a durable message over the link it came from, and
+    /// through the concentrator that heard it (`via`, from its `RxMeta`).
+    Ack {
+        link: String,
+        via: Option<String>,
+        msg_id: MsgId,
+    },
+    /// A ready frame; `link: None` sends it on every link. `via` names the
+    /// concentrator that heard the device it is for (see `Transmit::via`).
     Frame {
         link: Option<String>,
+        via: Option<String>,
         priority: Priority,
         bytes: Vec<u8>,
         /// Echoed in [`TxReport`]s so the sender can follow delivery.
@@ -119,9 +126,17 @@ impl SchedulerHandle {
     }
 }
 
+/// Where a frame goes: a link, and the concentrator within it that heard
+/// the device being answered, if the link has several.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Route {
+    link: String,
+    via: Option<String>,
+}
+
 struct Queued {
     priority: Priority,
-    link: String,
+    route: Route,
     bytes: Vec<u8>,
     tag: u64,
     deferred: bool,
@@ -159,8 +174,9 @@ pub struct Scheduler {
     identity: Identity,
     links: HashMap<String, TxLink>,
     ledger: DutyCycleLedger,
-    /// Acks waiting for their batch window or for the link, per link.
-    acks: BTreeMap<String, PendingAcks>,
+    /// Acks waiting for their batch window or for the link, per route: one
+    /// ack frame goes out through one concentrator.
+    acks: BTreeMap<Route, PendingAcks>,
     queue: VecDeque<Queued>,
     busy_until: HashMap<String, Instant>,
     /// (link, id) of every ack waiting in `queue`, not yet on air.
@@ -237,12 +253,13 @@ impl Scheduler {
 
     fn accept(&mut self, request: TxRequest, now: Instant) {
         match request {
-            TxRequest::Ack { link, msg_id } => {
+            TxRequest::Ack { link, via, msg_id } => {
                 if self.acks_queued.contains(&(link.clone(), msg_id)) {
                     // Its ack is already waiting for airtime.
                     return;
                 }
-                let entry = self.acks.entry(link).or_insert_with(|| PendingAcks {
+                let route = Route { link, via };
+                let entry = self.acks.entry(route).or_insert_with(|| PendingAcks {
                     since: now,
                     ids: VecDeque::new(),
                     seen: HashSet::new(),
@@ -253,6 +270,7 @@ impl Scheduler {
             }
             TxRequest::Frame {
                 link,
+                via,
                 priority,
                 bytes,
                 tag,
@@ -262,7 +280,11 @@ impl Scheduler {
                     None => self.links.keys().cloned().collect(),
                 };
                 for link in targets {
-                    self.enqueue(priority, link, bytes.clone(), tag, Vec::new(), now);
+                    let route = Route {
+                        link,
+                        via: via.clone(),
+                    };
+                    self.enqueue(priority, route, bytes.clone(), tag, Vec::new(), now);
                 }
             }
         }
@@ -271,18 +293,18 @@ impl Scheduler {
     fn enqueue(
         &mut self,
         priority: Priority,
-        link: String,
+        route: Route,
         bytes: Vec<u8>,
         tag: u64,
         acked: Vec<MsgId>,
         now: Instant,
     ) {
         for id in &acked {
-            self.acks_queued.insert((link.clone(), *id));
+            self.acks_queued.insert((route.link.clone(), *id));
         }
         let queued = Queued {
             priority,
-            link,
+            route,
             bytes,
             tag,
             deferred: false,
@@ -324,30 +346,30 @@ impl Scheduler {
     fn dequeue(&mut self, i: usize) -> Option<Queued> {
         let q = self.queue.remove(i)?;
         for id in &q.acked {
-            self.acks_queued.remove(&(q.link.clone(), *id));
+            self.acks_queued.remove(&(q.route.link.clone(), *id));
         }
         Some(q)
     }
 
     /// Turns ripe ack batches into signed ack frames at ack priority: at
-    /// most one frame per link, and only when that link is free and has no
-    /// ack frame queued already.
+    /// most one frame per route, and only when its link is free and the
+    /// route has no ack frame queued already.
     fn flush_acks(&mut self, now: Instant) {
-        let ripe: Vec<String> = self
+        let ripe: Vec<Route> = self
             .acks
             .iter()
             .filter(|(_, p)| p.ids.len() >= ACKS_PER_FRAME || now >= p.since + ACK_BATCH_WINDOW)
-            .map(|(link, _)| link.clone())
-            .filter(|link| self.busy_until.get(link).is_none_or(|t| *t <= now))
-            .filter(|link| {
+            .map(|(route, _)| route.clone())
+            .filter(|route| self.busy_until.get(&route.link).is_none_or(|t| *t <= now))
+            .filter(|route| {
                 !self
                     .queue
                     .iter()
-                    .any(|q| q.priority == Priority::Ack && &q.link == link)
+                    .any(|q| q.priority == Priority::Ack && &q.route == route)
             })
             .collect();
-        for link in ripe {
-            let Some(pending) = self.acks.get_mut(&link) else {
+        for route in ripe {
+            let Some(pending) = self.acks.get_mut(&route) else {
                 continue;
             };
             let take = pending.ids.len().min(ACKS_PER_FRAME);
@@ -356,7 +378,7 @@ impl Scheduler {
                 pending.seen.remove(id);
             }
             if pending.ids.is_empty() {
-                self.acks.remove(&link);
+                self.acks.remove(&route);
             }
             let envelope = Envelope {
                 version: ProtocolVersion::CURRENT,
@@ -368,7 +390,7 @@ impl Scheduler {
                 }),
             };
             if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {
-                self.enqueue(Priority::Ack, link, frame.bytes, 0, chunk, now);
+                self.enqueue(Priority::Ack, route, frame.bytes, 0, chunk, now);
             }
         }
     }
@@ -381,7 +403,7 @@ impl Scheduler {
         let mut i = 0;
         while i < self.queue.len() {
             let q = &self.queue[i];
-            let Some(link) = self.links.get(&q.link).cloned() else {
+            let Some(link) = self.links.get(&q.route.link).cloned() else {
                 self.dequeue(i);
                 continue;
             };
@@ -426,6 +448,7 @@ impl Scheduler {
                     id,
                     bytes: q.bytes,
                     params: link.params,
+                    via: q.route.via,
                 })
                 .await
                 .is_ok();
@@ -467,9 +490,9 @@ impl Scheduler {
     /// When something may become sendable: a batch window closing, or a
     /// link becoming free (after a transmission or when its band has room).
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let acks = self.acks.iter().map(|(link, p)| {
+        let acks = self.acks.iter().map(|(route, p)| {
             let window = p.since + ACK_BATCH_WINDOW;
-            match self.busy_until.get(link) {
+            match self.busy_until.get(&route.link) {
                 Some(free) if *free > window => *free,
                 _ => window.max(now),
             }
@@ -509,6 +532,7 @@ mod tests {
     fn frame_on_r0(priority: Priority, len: usize, tag: u64) -> TxRequest {
         TxRequest::Frame {
             link: Some("r0".into()),
+            via: None,
             priority,
             bytes: vec![0x85; len],
             tag,
@@ -532,6 +556,7 @@ mod tests {
         for i in 0..20u8 {
             handle.submit(TxRequest::Ack {
                 link: "r0".into(),
+                via: None,
                 msg_id: [i; 16],
             });
         }
@@ -649,6 +674,7 @@ mod tests {
         let ack = |i: u8| {
             handle.submit(TxRequest::Ack {
                 link: "r0".into(),
+                via: None,
                 msg_id: [i; 16],
             })
         };

@@ -62,6 +62,11 @@ pub struct RxMeta {
     pub bandwidth_hz: Option<u32>,
     /// Wall-clock reception time, milliseconds since the Unix epoch.
     pub received_at_ms: u64,
+    /// Which concentrator of the link heard it, for links with several (a
+    /// GWMP link's packet forwarders, by gateway EUI); `None` for one-radio
+    /// links. Answers to the sender go back the same way ([`Transmit::via`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl RxMeta {
@@ -75,6 +80,7 @@ impl RxMeta {
             sf: None,
             bandwidth_hz: None,
             received_at_ms: unix_millis(SystemTime::now()),
+            via: None,
         }
     }
 }
@@ -100,6 +106,10 @@ pub struct Transmit {
     pub id: u64,
     pub bytes: Vec<u8>,
     pub params: RadioParams,
+    /// The concentrator to send through, when the frame answers one that
+    /// [`RxMeta::via`] named; the link uses it while it can still reach it,
+    /// and otherwise (or for `None`) chooses as it would for a broadcast.
+    pub via: Option<String>,
 }
 
 /// Whether a link can currently hear and transmit.

@@ -128,6 +128,7 @@ impl Harness {
                 id,
                 bytes: bytes.to_vec(),
                 params,
+                via: None,
             })
             .await
             .expect("link accepts transmit requests");
@@ -474,6 +475,7 @@ async fn transmit_while_down_is_not_connected() {
             id: 5,
             bytes: b"nobody".to_vec(),
             params: RadioParams::default(),
+            via: None,
         })
         .await
         .expect("send");

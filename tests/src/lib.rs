@@ -6,6 +6,7 @@
 //!   a phone-sized window, for the status page.
 //! - [`demo`]: `seed-gateway demo` as a child process, with what its banner
 //!   says (gateway id, status page, simulated concentrator's GWMP port).
+//! - [`frames`]: signed Seed frames to inject into emulated concentrators.
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
@@ -25,6 +26,7 @@
 pub mod browser;
 pub mod bundle_server;
 pub mod demo;
+pub mod frames;
 pub mod gateway;
 pub mod memory_outbox;
 pub mod mosquitto;

@@ -173,6 +173,7 @@ pub fn test_entry(device: u8, n: u32) -> OutboxEntry {
         sf: Some(9),
         bandwidth_hz: Some(125_000),
         received_at_ms: 1_700_000_000_000 + u64::from(n),
+        via: None,
     };
     OutboxEntry {
         seq: 0,

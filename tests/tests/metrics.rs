@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use radio_bridge::frame::{Envelope, Frame, Message, ProtocolVersion, Transaction};
 use radio_bridge::gwmp::{Eui, GwmpConfig};
 use radio_bridge::identity::Identity;
 use radio_bridge::link::RadioParams;
 use radio_bridge::simulator::packet_forwarder::{PacketForwarder, PacketForwarderConfig};
+use seed_e2e::frames::transaction;
 use seed_e2e::gateway::http_get;
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};
 use seed_gateway::config::{Config, MqttConfig};
@@ -16,24 +16,6 @@ use seed_gateway::daemon;
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn transaction(device: &Identity, counter: u32) -> Vec<u8> {
-    Frame::sign(
-        Envelope {
-            version: ProtocolVersion::CURRENT,
-            device_id: device.device_id(),
-            to: None,
-            seq: None,
-            message: Message::Transaction(Transaction {
-                payload: format!("tx {counter}").into_bytes(),
-                timestamp_counter: Some(counter),
-            }),
-        },
-        device.signing_key(),
-    )
-    .unwrap()
-    .bytes
-}
 
 /// The value of an unlabelled sample, or of the one with exactly `labels`.
 fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {

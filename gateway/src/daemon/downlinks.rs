@@ -87,7 +87,7 @@ pub struct MailboxCounters {
 
 /// Work for the mailbox task, in arrival order.
 enum Work {
-    Heard { frame: Frame, link: String },
+    Heard { frame: Frame, rx: RxMeta },
 }
 
 #[derive(Clone)]
@@ -491,8 +491,8 @@ impl Mailbox {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 w = work.recv() => match w {
-                    Some(Work::Heard { frame, link }) => {
-                        if let Err(e) = self.on_heard(&frame, &link).await {
+                    Some(Work::Heard { frame, rx }) => {
+                        if let Err(e) = self.on_heard(&frame, &rx).await {
                             tracing::warn!("mailbox: {e}");
                         }
                     }
@@ -601,7 +601,9 @@ impl Mailbox {
         Ok(())
     }
 
-    async fn on_heard(&self, frame: &Frame, link: &str) -> Result<(), String> {
+    /// A device was heard (`rx`: where): what waits for it goes out the
+    /// same way, and what it acked or NACKed is settled.
+    async fn on_heard(&self, frame: &Frame, rx: &RxMeta) -> Result<(), String> {
         let store = &self.inner.store;
         if store.stats().mailbox_entries == 0 {
             // The common case: nothing waits for anyone.
@@ -695,7 +697,8 @@ impl Mailbox {
                 counters.nack_redeliveries.fetch_add(1, Ordering::Relaxed);
             }
             self.inner.scheduler.submit(TxRequest::Frame {
-                link: Some(link.to_string()),
+                link: Some(rx.link.clone()),
+                via: rx.via.clone(),
                 priority: Priority::Downlink,
                 bytes: entry.payload_frame.clone(),
                 tag: entry.id,
@@ -761,7 +764,7 @@ impl IngestObserver for Mailbox {
         // Queued so store work happens off the ingest path, in order.
         let _ = self.inner.work.send(Work::Heard {
             frame: frame.clone(),
-            link: rx.link.clone(),
+            rx: rx.clone(),
         });
     }
 }

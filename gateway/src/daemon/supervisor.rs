@@ -404,6 +404,7 @@ mod tests {
                     id: 9,
                     bytes: vec![1, 2, 3],
                     params: RadioParams::default(),
+                    via: None,
                 })
                 .await
                 .unwrap();

@@ -110,6 +110,7 @@ impl IngestObserver for SyncOffers {
         self.offered.fetch_add(1, Ordering::Relaxed);
         self.scheduler.submit(TxRequest::Frame {
             link: Some(rx.link.clone()),
+            via: rx.via.clone(),
             priority: Priority::SyncOffer,
             bytes: offer.bytes,
             tag: 0,

@@ -45,6 +45,10 @@ struct Rx {
     freq: Option<u32>,
     sf: Option<u8>,
     received_at: String,
+    /// The concentrator within the link that heard it, on links with
+    /// several (a packet forwarder's gateway EUI); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
 }
 
 /// Builds the `up/{message_type}` payload of one outbox entry.
@@ -68,6 +72,7 @@ pub fn up_payload(entry: &OutboxEntry, compacted: Option<u64>) -> UpPayload {
             freq: meta.freq_hz,
             sf: meta.sf,
             received_at: rfc3339_utc_millis(meta.received_at_ms),
+            via: meta.via,
         },
         Err(_) => {
             damaged = true;
@@ -78,6 +83,7 @@ pub fn up_payload(entry: &OutboxEntry, compacted: Option<u64>) -> UpPayload {
                 freq: None,
                 sf: None,
                 received_at: rfc3339_utc_millis(entry.received_at_ms),
+                via: None,
             }
         }
     };
@@ -217,6 +223,7 @@ mod tests {
             sf: Some(9),
             bandwidth_hz: Some(125_000),
             received_at_ms: 1_714_566_896_789,
+            via: None,
         };
         OutboxEntry {
             seq: 7,
@@ -259,6 +266,17 @@ mod tests {
     fn compacted_count_appears_only_when_given() {
         let v: Value = serde_json::from_slice(&up_payload(&entry(), Some(4)).json).unwrap();
         assert_eq!(v["compacted"], 4);
+    }
+
+    #[test]
+    fn the_forwarder_that_heard_a_frame_is_named_when_known() {
+        let mut e = entry();
+        let mut meta: RxMeta = serde_json::from_str(&e.rx_json).unwrap();
+        meta.via = Some("0a0a0a0a0a0a0a0a".into());
+        e.rx_json = serde_json::to_string(&meta).unwrap();
+        let v: Value = serde_json::from_slice(&up_payload(&e, None).json).unwrap();
+        assert_eq!(v["rx"]["via"], "0a0a0a0a0a0a0a0a");
+        assert_eq!(v["rx"]["link"], "rnode0");
     }
 
     #[test]

@@ -80,17 +80,31 @@ impl Forwarders {
             .max()
     }
 
-    /// Where to send a downlink: the pinned gateway if configured, else the
-    /// one whose PULL_DATA is most recent; only if that PULL_DATA is within
-    /// the window.
-    pub fn downlink_target(&self, now: Instant) -> Option<(Eui, SocketAddr)> {
-        self.known
+    /// Where to send a downlink: the pinned gateway if configured; else
+    /// `preferred` (the forwarder that heard the device being answered) if
+    /// it can still be reached; else the one whose PULL_DATA is most
+    /// recent. Only forwarders whose PULL_DATA is within the window count.
+    pub fn downlink_target(
+        &self,
+        preferred: Option<Eui>,
+        now: Instant,
+    ) -> Option<(Eui, SocketAddr)> {
+        let reachable = self
+            .known
             .iter()
             .filter(|(eui, _)| self.pinned.is_none_or(|pinned| pinned == **eui))
             .filter_map(|(eui, f)| f.downlink.map(|(addr, at)| (*eui, addr, at)))
-            .filter(|(_, _, at)| self.fresh(*at, now))
-            .max_by_key(|(_, _, at)| *at)
-            .map(|(eui, addr, _)| (eui, addr))
+            .filter(|(_, _, at)| self.fresh(*at, now));
+        let mut latest = None;
+        for (eui, addr, at) in reachable {
+            if Some(eui) == preferred {
+                return Some((eui, addr));
+            }
+            if latest.is_none_or(|(_, _, latest_at)| at > latest_at) {
+                latest = Some((eui, addr, at));
+            }
+        }
+        latest.map(|(eui, addr, _)| (eui, addr))
     }
 
     /// Forgets forwarders silent for longer than the window.
@@ -139,13 +153,13 @@ mod tests {
         let mut table = Forwarders::new(WINDOW, None);
         table.heard(A, t0);
         assert_eq!(
-            table.downlink_target(t0),
+            table.downlink_target(None, t0),
             None,
             "PUSH_DATA is not a downlink path"
         );
         table.pulled(A, addr(1), t0);
-        assert_eq!(table.downlink_target(t0), Some((A, addr(1))));
-        assert_eq!(table.downlink_target(t0 + WINDOW), None);
+        assert_eq!(table.downlink_target(None, t0), Some((A, addr(1))));
+        assert_eq!(table.downlink_target(None, t0 + WINDOW), None);
     }
 
     #[test]
@@ -155,10 +169,10 @@ mod tests {
         table.pulled(A, addr(1), t0);
         table.pulled(B, addr(2), t0 + Duration::from_secs(1));
         let now = t0 + Duration::from_secs(2);
-        assert_eq!(table.downlink_target(now), Some((B, addr(2))));
+        assert_eq!(table.downlink_target(None, now), Some((B, addr(2))));
         table.pulled(A, addr(3), now);
         assert_eq!(
-            table.downlink_target(now),
+            table.downlink_target(None, now),
             Some((A, addr(3))),
             "address follows the latest PULL_DATA"
         );
@@ -166,11 +180,43 @@ mod tests {
         let mut pinned = Forwarders::new(WINDOW, Some(A));
         pinned.pulled(A, addr(1), t0);
         pinned.pulled(B, addr(2), now);
-        assert_eq!(pinned.downlink_target(now), Some((A, addr(1))));
+        assert_eq!(pinned.downlink_target(None, now), Some((A, addr(1))));
         assert_eq!(
-            pinned.downlink_target(t0 + WINDOW),
+            pinned.downlink_target(None, t0 + WINDOW),
             None,
             "never falls back to another gateway"
+        );
+    }
+
+    #[test]
+    fn the_forwarder_that_heard_the_device_is_preferred_while_reachable() {
+        let t0 = Instant::now();
+        let mut table = Forwarders::new(WINDOW, None);
+        table.pulled(A, addr(1), t0);
+        table.pulled(B, addr(2), t0 + Duration::from_secs(5));
+        let now = t0 + Duration::from_secs(6);
+        assert_eq!(table.downlink_target(Some(A), now), Some((A, addr(1))));
+        assert_eq!(table.downlink_target(Some(B), now), Some((B, addr(2))));
+        let unknown = Eui([0xC; 8]);
+        assert_eq!(
+            table.downlink_target(Some(unknown), now),
+            Some((B, addr(2))),
+            "an unknown forwarder falls back to the latest PULL_DATA"
+        );
+        // A's PULL_DATA is out of the window, B's is not.
+        assert_eq!(
+            table.downlink_target(Some(A), t0 + WINDOW),
+            Some((B, addr(2))),
+            "a forwarder gone silent is not used"
+        );
+
+        let mut pinned = Forwarders::new(WINDOW, Some(A));
+        pinned.pulled(A, addr(1), t0);
+        pinned.pulled(B, addr(2), now);
+        assert_eq!(
+            pinned.downlink_target(Some(B), now),
+            Some((A, addr(1))),
+            "the configured gateway wins"
         );
     }
 
@@ -182,6 +228,9 @@ mod tests {
         table.heard(B, t0 + Duration::from_secs(20));
         table.prune(t0 + Duration::from_secs(31));
         assert_eq!(table.len(), 1);
-        assert_eq!(table.downlink_target(t0 + Duration::from_secs(31)), None);
+        assert_eq!(
+            table.downlink_target(None, t0 + Duration::from_secs(31)),
+            None
+        );
     }
 }

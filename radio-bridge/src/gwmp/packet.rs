@@ -447,6 +447,7 @@ mod tests {
                 id: 0,
                 bytes: vec![1, 2, 3],
                 params,
+                via: None,
             },
             0,
         )

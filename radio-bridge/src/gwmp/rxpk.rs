@@ -237,6 +237,7 @@ impl RxPk {
                 sf: lora.map(|(sf, _)| sf),
                 bandwidth_hz: lora.map(|(_, bw)| bw),
                 received_at_ms,
+                via: None,
             },
         })
     }

@@ -17,7 +17,10 @@
 //!
 //! # Transmitting
 //! A [`Transmit`] becomes a PULL_RESP with a fresh random token, sent to the
-//! address of the most recent PULL_DATA (or of the configured gateway). Its
+//! forwarder its `via` names (the one that heard the device being answered,
+//! from [`RxMeta::via`](crate::link::RxMeta)) while that forwarder's
+//! PULL_DATA is current, else to the address of the most recent PULL_DATA;
+//! a configured `downlink_gateway` overrides both. Its
 //! [`LinkEvent::TxDone`] waits for the TX_ACK with that token: error `NONE`
 //! (or no error) is success, anything else is
 //! [`TxError::Rejected`] with the code, counted in `device_errors` and
@@ -90,8 +93,7 @@ pub struct GwmpConfig {
     pub tx_ack_timeout: Duration,
     /// Report a transmission without TX_ACK as sent instead of failed.
     pub assume_sent_without_tx_ack: bool,
-    /// Send downlinks only through this gateway instead of the one with the
-    /// most recent PULL_DATA.
+    /// Send downlinks only through this gateway, whichever heard the device.
     pub downlink_gateway: Option<Eui>,
     /// Concentrator RF chain to transmit on (`txpk.rfch`).
     pub tx_rf_chain: u32,
@@ -390,7 +392,10 @@ impl Driver {
                 self.update_state(now).await;
                 for rxpk in &payload.rxpk {
                     match rxpk.to_frame(&self.config.name, received_at_ms) {
-                        Ok(frame) => {
+                        Ok(mut frame) => {
+                            // So that acks and mailbox deliveries for this
+                            // device go out through the radio that heard it.
+                            frame.meta.via = Some(gateway.to_string());
                             LinkCounters::bump(&self.counters.frames_received);
                             self.emit(LinkEvent::Received(frame)).await;
                         }
@@ -461,7 +466,11 @@ impl Driver {
                 return;
             }
         };
-        let Some((gateway, addr)) = self.forwarders.downlink_target(now) else {
+        let preferred = request
+            .via
+            .as_deref()
+            .and_then(|via| via.parse::<Eui>().ok());
+        let Some((gateway, addr)) = self.forwarders.downlink_target(preferred, now) else {
             self.finish(request.id, Err(TxError::NotConnected)).await;
             return;
         };

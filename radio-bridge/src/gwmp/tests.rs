@@ -119,6 +119,7 @@ impl Running {
             id,
             bytes: bytes.to_vec(),
             params: RadioParams::default(),
+            via: None,
         };
         self.transmit
             .send(request)
@@ -490,6 +491,7 @@ async fn shutdown_answers_a_transmission_still_awaiting_tx_ack() {
             id: 4,
             bytes: b"pending".to_vec(),
             params: RadioParams::default(),
+            via: None,
         })
         .await
         .unwrap();
@@ -606,6 +608,7 @@ async fn only_the_asked_gateway_can_answer_a_pull_resp() {
             id: 11,
             bytes: b"for a".to_vec(),
             params: RadioParams::default(),
+            via: None,
         })
         .await
         .unwrap();

@@ -280,6 +280,7 @@ mod tests {
             id: 1,
             bytes: bytes.to_vec(),
             params: RadioParams::default(),
+            via: None,
         }
     }
 

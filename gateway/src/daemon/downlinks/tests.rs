@@ -90,7 +90,10 @@ impl Rig {
 
     async fn heard(&self, message: Message) {
         let frame = self.device_frame(message);
-        self.mailbox.on_heard(&frame, "r0").await.unwrap();
+        self.mailbox
+            .on_heard(&frame, &RxMeta::now("r0"))
+            .await
+            .unwrap();
     }
 
     async fn heartbeat(&self) {
