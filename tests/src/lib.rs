@@ -9,6 +9,8 @@
 //! - [`frames`]: signed Seed frames to inject into emulated concentrators.
 //! - [`gateway`]: the real `seed-gateway` binary as a child process, its
 //!   config, its JSON API, SIGTERM and SIGKILL.
+//! - [`in_process`]: a whole gateway inside the test process, with GWMP
+//!   links on free ports.
 //! - [`mosquitto`]: a real Mosquitto broker per test (plain, password, TLS
 //!   listeners; stop/restart on the same ports) and a collecting subscriber.
 //! - [`ota_reports`]: the backend's side of an update: command hashes and
@@ -28,6 +30,7 @@ pub mod bundle_server;
 pub mod demo;
 pub mod frames;
 pub mod gateway;
+pub mod in_process;
 pub mod memory_outbox;
 pub mod mosquitto;
 pub mod ota_reports;

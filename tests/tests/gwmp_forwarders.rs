@@ -5,29 +5,18 @@
 use std::time::Duration;
 
 use radio_bridge::frame::{Frame, Message};
-use radio_bridge::gwmp::{Eui, GwmpConfig};
+use radio_bridge::gwmp::Eui;
 use radio_bridge::identity::Identity;
-use radio_bridge::link::RadioParams;
 use radio_bridge::simulator::packet_forwarder::{PacketForwarder, PacketForwarderConfig};
 use seed_e2e::frames::transaction;
-use seed_gateway::config::Config;
-use seed_gateway::daemon;
+use seed_e2e::in_process::InProcessGateway;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_goes_back_through_the_forwarder_that_heard_the_device() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.gateway.data_dir = dir.path().join("data");
-    config.http.bind = "127.0.0.1:0".parse().unwrap();
-    let (spec, gwmp) = daemon::bound_gwmp_link(
-        GwmpConfig::new("gwmp0", "127.0.0.1:0".parse().unwrap()),
-        RadioParams::default(),
-    )
-    .await
-    .unwrap();
-    let running = daemon::start(&config, vec![spec]).await.unwrap();
+    let gateway = InProcessGateway::start(&["gwmp0"], None).await;
+    let gwmp = gateway.gwmp[0];
     let near = PacketForwarder::start(PacketForwarderConfig::new(gwmp, Eui([0xA; 8])))
         .await
         .unwrap();
@@ -65,6 +54,5 @@ async fn an_ack_goes_back_through_the_forwarder_that_heard_the_device() {
             frame.envelope.message
         );
     }
-    running.shutdown_token().cancel();
-    tokio::time::timeout(WAIT, running.wait()).await.unwrap();
+    gateway.stop().await;
 }

@@ -4,15 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use radio_bridge::gwmp::{Eui, GwmpConfig};
+use radio_bridge::gwmp::Eui;
 use radio_bridge::identity::Identity;
-use radio_bridge::link::RadioParams;
 use radio_bridge::simulator::packet_forwarder::{PacketForwarder, PacketForwarderConfig};
 use seed_e2e::frames::transaction;
 use seed_e2e::gateway::http_get;
+use seed_e2e::in_process::InProcessGateway;
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};
-use seed_gateway::config::{Config, MqttConfig};
-use seed_gateway::daemon;
+use seed_gateway::config::MqttConfig;
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,22 +33,11 @@ async fn metrics(http: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_latency_is_a_consistent_prometheus_histogram() {
     let broker = Mosquitto::start(MosquittoOptions::new()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.gateway.data_dir = dir.path().join("data");
-    config.http.bind = "127.0.0.1:0".parse().unwrap();
     let mut mqtt = MqttConfig::from_url(broker.url());
     mqtt.reconnect_min_ms = 50;
     mqtt.reconnect_max_ms = 400;
-    config.mqtt = Some(mqtt);
-    let (spec, gwmp) = daemon::bound_gwmp_link(
-        GwmpConfig::new("gwmp0", "127.0.0.1:0".parse().unwrap()),
-        RadioParams::default(),
-    )
-    .await
-    .unwrap();
-    let running = daemon::start(&config, vec![spec]).await.unwrap();
-    let http = running.http_addr.unwrap();
+    let gateway = InProcessGateway::start(&["gwmp0"], Some(mqtt)).await;
+    let (http, gwmp) = (gateway.http, gateway.gwmp[0]);
     let forwarder = PacketForwarder::start(PacketForwarderConfig::new(gwmp, Eui([5; 8])))
         .await
         .unwrap();
@@ -110,32 +98,15 @@ async fn publish_latency_is_a_consistent_prometheus_histogram() {
     let total: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
     assert_eq!(total as f64, count);
 
-    running.shutdown_token().cancel();
-    tokio::time::timeout(WAIT, running.wait()).await.unwrap();
+    gateway.stop().await;
 }
 
 /// Two concentrators on one gateway: a keeper must be able to tell which
 /// one brings the bad frames, so decoded outcomes are counted per link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_outcomes_are_counted_per_radio_link() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.gateway.data_dir = dir.path().join("data");
-    config.http.bind = "127.0.0.1:0".parse().unwrap();
-    let mut specs = Vec::new();
-    let mut forwarders = Vec::new();
-    for name in ["gwmp0", "gwmp1"] {
-        let (spec, gwmp) = daemon::bound_gwmp_link(
-            GwmpConfig::new(name, "127.0.0.1:0".parse().unwrap()),
-            RadioParams::default(),
-        )
-        .await
-        .unwrap();
-        specs.push(spec);
-        forwarders.push(gwmp);
-    }
-    let running = daemon::start(&config, specs).await.unwrap();
-    let http = running.http_addr.unwrap();
+    let gateway = InProcessGateway::start(&["gwmp0", "gwmp1"], None).await;
+    let (http, forwarders) = (gateway.http, gateway.gwmp.clone());
     let good = PacketForwarder::start(PacketForwarderConfig::new(forwarders[0], Eui([6; 8])))
         .await
         .unwrap();
@@ -190,6 +161,5 @@ async fn frame_outcomes_are_counted_per_radio_link() {
     assert_eq!(status["frames"]["accepted"], 2, "{status}");
     assert_eq!(status["frames"]["bad_signature"], 1, "{status}");
 
-    running.shutdown_token().cancel();
-    tokio::time::timeout(WAIT, running.wait()).await.unwrap();
+    gateway.stop().await;
 }
