@@ -27,6 +27,9 @@
 #   --memory MB          guest RAM (default 512, a Pi Zero 2 W)
 #   --append ARGS        more kernel command line
 #   --disk FILE          system disk (default OUT/disk.img)
+#   --boot-partition FILE  a FAT disk standing in for the SD card's boot
+#                        partition (/dev/vdc, seed.boot=/dev/vdc), where a
+#                        technician leaves settings (seed-admin-password.txt)
 #   --writable-disk      write to the system disk (default: QEMU snapshot,
 #                        changes are dropped). An A/B update writes to it
 #                        (the other slot, the boot state): give --disk a
@@ -49,6 +52,7 @@ debug_socket=
 console_log=
 memory=512
 append=
+boot_partition=
 snapshot=on
 extra=()
 
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
 	--console-log) console_log="$2"; shift 2 ;;
 	--memory) memory="$2"; shift 2 ;;
 	--append) append="$2"; shift 2 ;;
+	--boot-partition) boot_partition="$2"; shift 2 ;;
 	--writable-disk) snapshot=off; shift ;;
 	--) shift; extra=("$@"); break ;;
 	-h | --help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
@@ -101,6 +106,8 @@ for forward in "${forwards[@]}"; do
 	netdev+=",hostfwd=tcp:127.0.0.1:${forward%%:*}-:${forward#*:}"
 done
 
+[ -n "${boot_partition}" ] && append="seed.boot=/dev/vdc ${append}"
+
 # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
 args=(
 	-M pc -accel "${accel}" -m "${memory}" -smp "${cpus}"
@@ -112,6 +119,10 @@ args=(
 	-device virtio-serial-pci
 	-device i6300esb -action watchdog=reset
 )
+if [ -n "${boot_partition}" ]; then
+	# The third virtio disk, after the system and data disks: /dev/vdc.
+	args+=(-drive "file=${boot_partition},if=virtio,format=raw")
+fi
 # shellcheck disable=SC2054
 if [ -n "${rnode_socket}" ]; then
 	args+=(-chardev "socket,id=rnode0,path=${rnode_socket},server=on,wait=off"

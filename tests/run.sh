@@ -20,7 +20,7 @@ packages=(
   chromium chromium-driver           # browser tests of the status page
   qemu-system-x86 qemu-utils         # boot test of the appliance image
   busybox-static kmod cpio gzip      # the test image's userland and modules
-  e2fsprogs squashfs-tools dosfstools fdisk util-linux genimage # its disks
+  e2fsprogs squashfs-tools dosfstools mtools fdisk util-linux genimage # its disks
   hostapd dnsmasq-base iw wpasupplicant iptables # the kiosk Wi-Fi in the image
   rauc dbus-daemon openssl           # update bundles, test keys, RAUC in the image
 )

@@ -120,6 +120,9 @@ pub struct GuestOptions {
     /// [`writable_system_disk`]); `None` boots the image's `disk.img` in
     /// snapshot mode, every write dropped.
     pub system_disk: Option<PathBuf>,
+    /// A FAT disk standing in for the SD card's boot partition (see
+    /// [`fat_boot_partition`]).
+    pub boot_partition: Option<PathBuf>,
 }
 
 impl GuestOptions {
@@ -130,11 +133,17 @@ impl GuestOptions {
             memory_mb: 512,
             kernel_append: String::new(),
             system_disk: None,
+            boot_partition: None,
         }
     }
 
     pub fn system_disk(mut self, disk: impl Into<PathBuf>) -> GuestOptions {
         self.system_disk = Some(disk.into());
+        self
+    }
+
+    pub fn boot_partition(mut self, disk: impl Into<PathBuf>) -> GuestOptions {
+        self.boot_partition = Some(disk.into());
         self
     }
 
@@ -211,6 +220,9 @@ impl Guest {
             .arg(&options.kernel_append);
         if let Some(disk) = &options.system_disk {
             command.arg("--disk").arg(disk).arg("--writable-disk");
+        }
+        if let Some(disk) = &options.boot_partition {
+            command.arg("--boot-partition").arg(disk);
         }
         match &options.rnode {
             RnodeHost::Socket => {
@@ -602,5 +614,58 @@ pub fn ext4_image_of(dir: &Path, path: &Path, label: &str, size: &str) {
         status.success(),
         "mkfs.ext4 -d failed for {}",
         path.display()
+    );
+}
+
+/// A FAT disk at `path` holding `files` (name, contents) at its root: the
+/// SD card's boot partition as a technician leaves it after writing to it
+/// from a PC. Made with `mkfs.vfat` and `mcopy` (dosfstools, mtools).
+pub fn fat_boot_partition(path: &Path, files: &[(&str, &str)]) {
+    run_checked(
+        std::process::Command::new("mkfs.vfat")
+            .args(["-C", "-n", "BOOT"])
+            .arg(path)
+            .arg("16384"),
+        "mkfs.vfat (dosfstools)",
+    );
+    let staging = tempfile::tempdir().expect("temp dir for the boot partition's files");
+    for (name, contents) in files {
+        let file = staging.path().join(name);
+        std::fs::write(&file, contents).expect("write a boot partition file");
+        run_checked(
+            std::process::Command::new("mcopy")
+                .arg("-i")
+                .arg(path)
+                .arg(&file)
+                .arg(format!("::{name}")),
+            "mcopy (mtools)",
+        );
+    }
+}
+
+/// The names of the files at the root of the FAT disk at `path`.
+pub fn fat_files(path: &Path) -> Vec<String> {
+    let output = std::process::Command::new("mdir")
+        .args(["-b", "-i"])
+        .arg(path)
+        .arg("::")
+        .output()
+        .expect("run mdir (mtools)");
+    // mdir exits 1 on an empty directory ("No files").
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim_start_matches("::/").to_string())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn run_checked(command: &mut std::process::Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
 }

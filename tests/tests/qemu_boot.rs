@@ -9,7 +9,9 @@
 //! kiosk's Wi-Fi leads a phone to the status page (simulated radios:
 //! QEMU has no Wi-Fi, the kernel's mac80211_hwsim stands in), and what
 //! devices send through an RNode reaches the MQTT broker on the host,
-//! nothing acknowledged lost when the power goes mid-stream.
+//! nothing acknowledged lost when the power goes mid-stream, and an admin
+//! password left on the card's boot partition from a PC is taken once and
+//! wiped.
 //!
 //! Each test boots its own guest (tens of seconds under emulation). Boot
 //! times are printed as benchmark figures, never asserted.
@@ -19,8 +21,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions, Subscriber};
-use seed_e2e::qemu::{data_disk_with, BootTime, Guest, GuestOptions, RnodeHost, STATUS_PATH};
+use seed_e2e::qemu::{
+    data_disk_with, fat_boot_partition, fat_files, BootTime, Guest, GuestOptions, RnodeHost,
+    STATUS_PATH,
+};
 use seed_e2e::simulate::Simulation;
+use web_ui::auth::password::{verify_password, Verdict};
 
 /// How long the supervisor may take to bring a killed gateway back (it
 /// waits 1 s after the first crash; the rest is emulated start-up time).
@@ -508,4 +514,60 @@ async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk() {
     assert!(log.contains("growing /dev/vdb1"), "{log}");
     assert!(log.contains("is blank: formatting it ext4"), "{log}");
     guest.poweroff().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped() {
+    // What a technician does on a PC after flashing: one text file on the
+    // card's FAT partition, the one every OS can open.
+    const PASSWORD: &str = "kiosk keeper 2026 sunrise";
+    let dir = tempfile::tempdir().unwrap();
+    let boot_partition = dir.path().join("boot.img");
+    fat_boot_partition(
+        &boot_partition,
+        &[("seed-admin-password.txt", &format!("{PASSWORD}\r\n"))],
+    );
+    let options = GuestOptions::new(dir.path().join("data.img")).boot_partition(&boot_partition);
+    let mut guest = Guest::boot(&options).await;
+    let boot = guest.wait_status_page().await;
+    report("first boot taking an admin password", &boot);
+
+    let (code, page) = guest
+        .http_get("/admin/login")
+        .await
+        .expect("the admin login page answers");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("id=\"login-form\""),
+        "the admin pages are not switched on:\n{page}"
+    );
+    let hash = guest
+        .shell_ok("cat /data/seed-gateway/admin.hash")
+        .await
+        .trim()
+        .to_string();
+    assert_eq!(
+        verify_password(PASSWORD, &hash),
+        Verdict::Match,
+        "the stored hash is not of the password on the card: {hash}"
+    );
+    let log = guest.shell_ok("cat /data/log/seed-boot-settings.log").await;
+    assert!(log.contains("admin password set"), "{log}");
+    assert!(!log.contains(PASSWORD), "the log shows the password: {log}");
+    guest.poweroff().await;
+
+    // The plain password did not stay on the card.
+    let left = fat_files(&boot_partition);
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("seed-admin-password.txt")),
+        "the password file is still on the boot partition: {left:?}"
+    );
+    let raw = std::fs::read(&boot_partition).unwrap();
+    assert!(
+        !raw.windows(PASSWORD.len())
+            .any(|w| w == PASSWORD.as_bytes()),
+        "the password's bytes are still on the boot partition"
+    );
 }
