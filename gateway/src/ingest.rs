@@ -120,15 +120,17 @@ impl Ingest {
                     }
                     // Batches are committed one after the other, so
                     // per-device order is the order frames were heard.
-                    if let Some(done) = in_flight.take() {
-                        let outcome = done.commit.await;
-                        self.settle(done.frames, outcome);
-                    }
+                    self.finish(in_flight.take()).await;
                     in_flight = Some(self.start_commit(verified));
                 }
             }
         }
-        if let Some(done) = in_flight.take() {
+        self.finish(in_flight.take()).await;
+    }
+
+    /// Waits for the commit in flight, if any, and settles it.
+    async fn finish(&self, in_flight: Option<InFlight>) {
+        if let Some(done) = in_flight {
             let outcome = done.commit.await;
             self.settle(done.frames, outcome);
         }
