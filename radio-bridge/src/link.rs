@@ -108,7 +108,9 @@ pub struct Transmit {
     pub params: RadioParams,
     /// The concentrator to send through, when the frame answers one that
     /// [`RxMeta::via`] named; the link uses it while it can still reach it,
-    /// and otherwise (or for `None`) chooses as it would for a broadcast.
+    /// and otherwise its most recently active one. `None`: the frame is
+    /// for everyone, and a link with several concentrators sends it
+    /// through each.
     pub via: Option<String>,
 }
 

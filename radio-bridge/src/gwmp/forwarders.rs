@@ -89,14 +89,8 @@ impl Forwarders {
         preferred: Option<Eui>,
         now: Instant,
     ) -> Option<(Eui, SocketAddr)> {
-        let reachable = self
-            .known
-            .iter()
-            .filter(|(eui, _)| self.pinned.is_none_or(|pinned| pinned == **eui))
-            .filter_map(|(eui, f)| f.downlink.map(|(addr, at)| (*eui, addr, at)))
-            .filter(|(_, _, at)| self.fresh(*at, now));
         let mut latest = None;
-        for (eui, addr, at) in reachable {
+        for (eui, addr, at) in self.reachable(now) {
             if Some(eui) == preferred {
                 return Some((eui, addr));
             }
@@ -105,6 +99,27 @@ impl Forwarders {
             }
         }
         latest.map(|(eui, addr, _)| (eui, addr))
+    }
+
+    /// Where a frame for everyone goes: every forwarder whose PULL_DATA is
+    /// within the window (only the pinned gateway, if configured).
+    pub fn broadcast_targets(&self, now: Instant) -> Vec<(Eui, SocketAddr)> {
+        let mut targets: Vec<(Eui, SocketAddr)> = self
+            .reachable(now)
+            .map(|(eui, addr, _)| (eui, addr))
+            .collect();
+        targets.sort();
+        targets
+    }
+
+    /// Forwarders a downlink may go to (the pinned one alone, if set), with
+    /// the address and time of their last PULL_DATA, if it is current.
+    fn reachable(&self, now: Instant) -> impl Iterator<Item = (Eui, SocketAddr, Instant)> + '_ {
+        self.known
+            .iter()
+            .filter(|(eui, _)| self.pinned.is_none_or(|pinned| pinned == **eui))
+            .filter_map(|(eui, f)| f.downlink.map(|(addr, at)| (*eui, addr, at)))
+            .filter(move |(_, _, at)| self.fresh(*at, now))
     }
 
     /// Forgets forwarders silent for longer than the window.

@@ -19,8 +19,10 @@
 //! A [`Transmit`] becomes a PULL_RESP with a fresh random token, sent to the
 //! forwarder its `via` names (the one that heard the device being answered,
 //! from [`RxMeta::via`](crate::link::RxMeta)) while that forwarder's
-//! PULL_DATA is current, else to the address of the most recent PULL_DATA;
-//! a configured `downlink_gateway` overrides both. Its
+//! PULL_DATA is current, else to the address of the most recent PULL_DATA.
+//! A Transmit without `via` is for everyone: one PULL_RESP to each forwarder
+//! with a current PULL_DATA, answered once, when the last of them has (sent
+//! if any sent it). A configured `downlink_gateway` overrides all of this. Its
 //! [`LinkEvent::TxDone`] waits for the TX_ACK with that token: error `NONE`
 //! (or no error) is success, anything else is
 //! [`TxError::Rejected`] with the code, counted in `device_errors` and
@@ -194,6 +196,14 @@ struct PendingTx {
     deadline: Instant,
 }
 
+/// What the forwarders said so far about one request sent through several.
+#[derive(Debug)]
+struct Copies {
+    waiting: usize,
+    sent: bool,
+    error: Option<TxError>,
+}
+
 /// The running link: all state lives in this one task, so nothing is locked.
 struct Driver {
     config: GwmpConfig,
@@ -202,6 +212,9 @@ struct Driver {
     shutdown: CancellationToken,
     forwarders: Forwarders,
     pending: HashMap<u16, PendingTx>,
+    /// Requests sent through several forwarders (a frame for everyone), by
+    /// id: answered once every copy is.
+    copies: HashMap<u64, Copies>,
     state: LinkState,
     bound_at: Instant,
     /// The bound address (differs from the config for port 0).
@@ -225,6 +238,7 @@ impl Driver {
             shutdown,
             forwarders,
             pending: HashMap::new(),
+            copies: HashMap::new(),
             // Differs from every real state, so the first report is sent.
             state: LinkState::Down(String::new()),
             bound_at: Instant::now(),
@@ -296,7 +310,7 @@ impl Driver {
         // request exactly once, as for a missing TX_ACK.
         let open: Vec<u64> = self.pending.drain().map(|(_, p)| p.id).collect();
         for id in open {
-            self.finish(id, self.missing_ack_outcome()).await;
+            self.answered(id, self.missing_ack_outcome()).await;
         }
     }
 
@@ -327,7 +341,7 @@ impl Driver {
             if let Some(pending) = self.pending.remove(&token) {
                 warn!(link = %self.config.name, id = pending.id, gateway = %pending.gateway,
                       "no TX_ACK within {:?}", self.config.tx_ack_timeout);
-                self.finish(pending.id, self.missing_ack_outcome()).await;
+                self.answered(pending.id, self.missing_ack_outcome()).await;
             }
         }
         self.forwarders.prune(now);
@@ -445,12 +459,12 @@ impl Driver {
                 if let Some(warning) = warning {
                     info!(link = %self.config.name, %gateway, %warning, "transmitted with adjustment");
                 }
-                self.finish(pending.id, Ok(())).await;
+                self.answered(pending.id, Ok(())).await;
             }
             Err(code) => {
                 LinkCounters::bump(&self.counters.device_errors);
                 warn!(link = %self.config.name, %gateway, %code, "forwarder refused transmission");
-                self.finish(pending.id, Err(TxError::Rejected(code.to_string())))
+                self.answered(pending.id, Err(TxError::Rejected(code.to_string())))
                     .await;
             }
         }
@@ -466,43 +480,94 @@ impl Driver {
                 return;
             }
         };
-        let preferred = request
-            .via
-            .as_deref()
-            .and_then(|via| via.parse::<Eui>().ok());
-        let Some((gateway, addr)) = self.forwarders.downlink_target(preferred, now) else {
+        // A frame for one device goes through one forwarder (the one that
+        // heard it, when still reachable); a frame for everyone (no `via`)
+        // through each.
+        let targets = match &request.via {
+            Some(via) => {
+                let preferred = via.parse::<Eui>().ok();
+                Vec::from_iter(self.forwarders.downlink_target(preferred, now))
+            }
+            None => self.forwarders.broadcast_targets(now),
+        };
+        if targets.is_empty() {
             self.finish(request.id, Err(TxError::NotConnected)).await;
             return;
-        };
-        if self.pending.len() >= MAX_PENDING_TX {
+        }
+        if self.pending.len() + targets.len() > MAX_PENDING_TX {
             let reason = format!("{MAX_PENDING_TX} transmissions already await TX_ACK");
             self.finish(request.id, Err(TxError::Rejected(reason)))
                 .await;
             return;
         }
-        let token = self.fresh_token();
-        let datagram = Datagram::PullResp {
-            token,
-            payload: PullRespPayload { txpk },
+        let mut copies = Copies {
+            waiting: 0,
+            sent: false,
+            error: None,
         };
-        match socket.send_to(&datagram.to_bytes(), addr).await {
-            Ok(_) => {
-                debug!(link = %self.config.name, id = request.id, %gateway, token, "PULL_RESP sent");
-                self.pending.insert(
-                    token,
-                    PendingTx {
-                        id: request.id,
-                        gateway,
-                        deadline: now + self.config.tx_ack_timeout,
-                    },
-                );
-            }
-            Err(error) => {
-                let reason = format!("UDP send to {addr} failed: {error}");
-                self.finish(request.id, Err(TxError::Rejected(reason)))
-                    .await;
+        for (gateway, addr) in targets {
+            let token = self.fresh_token();
+            let datagram = Datagram::PullResp {
+                token,
+                payload: PullRespPayload { txpk: txpk.clone() },
+            };
+            match socket.send_to(&datagram.to_bytes(), addr).await {
+                Ok(_) => {
+                    debug!(link = %self.config.name, id = request.id, %gateway, token, "PULL_RESP sent");
+                    self.pending.insert(
+                        token,
+                        PendingTx {
+                            id: request.id,
+                            gateway,
+                            deadline: now + self.config.tx_ack_timeout,
+                        },
+                    );
+                    copies.waiting += 1;
+                }
+                Err(error) => {
+                    let reason = format!("UDP send to {addr} failed: {error}");
+                    copies.error = Some(TxError::Rejected(reason));
+                }
             }
         }
+        match copies.waiting {
+            0 => {
+                let error = copies.error.unwrap_or(TxError::NotConnected);
+                self.finish(request.id, Err(error)).await;
+            }
+            // One copy out: its own answer is the request's.
+            1 => {}
+            _ => {
+                self.copies.insert(request.id, copies);
+            }
+        }
+    }
+
+    /// One forwarder's answer to a request. A request sent through several
+    /// is finished when the last of them answers: sent if any of them sent
+    /// it (each covers its own devices), else with the last refusal.
+    async fn answered(&mut self, id: u64, result: Result<(), TxError>) {
+        let Some(copies) = self.copies.get_mut(&id) else {
+            self.finish(id, result).await;
+            return;
+        };
+        copies.waiting = copies.waiting.saturating_sub(1);
+        match result {
+            Ok(()) => copies.sent = true,
+            Err(error) => copies.error = Some(error),
+        }
+        if copies.waiting > 0 {
+            return;
+        }
+        let Some(copies) = self.copies.remove(&id) else {
+            return;
+        };
+        let outcome = if copies.sent {
+            Ok(())
+        } else {
+            Err(copies.error.unwrap_or(TxError::NotConnected))
+        };
+        self.finish(id, outcome).await;
     }
 
     /// A token no pending PULL_RESP uses, so each TX_ACK matches one request.

@@ -114,12 +114,19 @@ impl Running {
         }
     }
 
+    /// Sends a frame for everyone (no `via`) and waits for its answer.
     async fn send(&mut self, id: u64, bytes: &[u8]) -> Result<(), TxError> {
+        self.send_via(id, bytes, None).await
+    }
+
+    /// Sends a frame meant for a device heard through `via` and waits for
+    /// its answer.
+    async fn send_via(&mut self, id: u64, bytes: &[u8], via: Option<Eui>) -> Result<(), TxError> {
         let request = Transmit {
             id,
             bytes: bytes.to_vec(),
             params: RadioParams::default(),
-            via: None,
+            via: via.map(|eui| eui.to_string()),
         };
         self.transmit
             .send(request)
@@ -408,20 +415,71 @@ async fn no_forwarder_means_not_connected() {
 }
 
 #[tokio::test]
-async fn downlink_follows_the_most_recent_pull_data() {
+async fn a_frame_for_a_device_goes_through_the_forwarder_that_heard_it() {
     let mut link = start(config()).await;
     let a = link.forwarder(GW_A).await;
     let b = link.forwarder(GW_B).await; // started (and pulled) after A
 
-    assert_eq!(link.send(1, b"to b").await, Ok(()));
+    assert_eq!(link.send_via(1, b"to a", Some(GW_A)).await, Ok(()));
+    assert_eq!((a.stats().pull_resps, b.stats().pull_resps), (1, 0));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_via_an_unknown_forwarder_follows_the_most_recent_pull_data() {
+    let mut link = start(config()).await;
+    let a = link.forwarder(GW_A).await;
+    let b = link.forwarder(GW_B).await; // started (and pulled) after A
+    let gone = Some(Eui([0xC0, 0, 0, 0, 0, 0, 0, 0x0C]));
+
+    assert_eq!(link.send_via(1, b"to b", gone).await, Ok(()));
     assert_eq!((a.stats().pull_resps, b.stats().pull_resps), (0, 1));
 
     let token = a.pull_data().await.unwrap();
     timeout(WAIT, a.wait_pull_ack(token))
         .await
         .expect("PULL_ACK");
-    assert_eq!(link.send(2, b"to a").await, Ok(()));
+    assert_eq!(link.send_via(2, b"to a", gone).await, Ok(()));
     assert_eq!((a.stats().pull_resps, b.stats().pull_resps), (1, 1));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_for_everyone_goes_through_every_forwarder_and_is_answered_once() {
+    let mut link = start(config()).await;
+    let a = link.forwarder(GW_A).await;
+    let b = link.forwarder(GW_B).await;
+
+    assert_eq!(link.send(1, b"hello all").await, Ok(()));
+    assert_eq!((a.stats().pull_resps, b.stats().pull_resps), (1, 1));
+    assert_eq!((a.stats().tx_acks_sent, b.stats().tx_acks_sent), (1, 1));
+    // One request, one answer: the next answer is for the next request.
+    assert_eq!(link.send(2, b"hello again").await, Ok(()));
+    let counters = link.counters();
+    assert_eq!((counters.tx_ok, counters.tx_failed), (2, 0));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_frame_for_everyone_is_sent_if_any_forwarder_sends_it() {
+    let mut link = start(config()).await;
+    let a = link
+        .forwarder_with(GW_A, |c| c.tx_ack = Some(TxAckCode::TooLate))
+        .await;
+    let b = link.forwarder(GW_B).await;
+
+    assert_eq!(link.send(1, b"hello all").await, Ok(()));
+    let counters = link.counters();
+    assert_eq!(counters.device_errors, 1, "A's refusal is counted");
+    assert_eq!((counters.tx_ok, counters.tx_failed), (1, 0));
+
+    b.set_tx_ack(Some(TxAckCode::TooLate));
+    assert_eq!(
+        link.send(2, b"nobody takes it").await,
+        Err(TxError::Rejected("TOO_LATE".into()))
+    );
+    assert_eq!(link.counters().tx_failed, 1);
+    drop(a);
     link.stop().await;
 }
 
