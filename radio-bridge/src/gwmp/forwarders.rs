@@ -89,16 +89,10 @@ impl Forwarders {
         preferred: Option<Eui>,
         now: Instant,
     ) -> Option<(Eui, SocketAddr)> {
-        let mut latest = None;
-        for (eui, addr, at) in self.reachable(now) {
-            if Some(eui) == preferred {
-                return Some((eui, addr));
-            }
-            if latest.is_none_or(|(_, _, latest_at)| at > latest_at) {
-                latest = Some((eui, addr, at));
-            }
-        }
-        latest.map(|(eui, addr, _)| (eui, addr))
+        self.reachable(now)
+            .find(|(eui, _, _)| Some(*eui) == preferred)
+            .or_else(|| self.reachable(now).max_by_key(|(_, _, at)| *at))
+            .map(|(eui, addr, _)| (eui, addr))
     }
 
     /// Where a frame for everyone goes: every forwarder whose PULL_DATA is
