@@ -38,3 +38,9 @@ pub mod pki;
 pub mod qemu;
 pub mod rauc;
 pub mod simulate;
+
+/// Where tests leave files for people to look at (gitignored): screenshots,
+/// and the whole console of a QEMU guest whose test failed.
+pub fn artifacts_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts")
+}

@@ -535,15 +535,43 @@ impl Guest {
 
     /// The tail of the console and QEMU's own complaints, for failure messages.
     pub fn diagnostics(&self) -> String {
+        self.diagnostics_with(60)
+    }
+
+    fn diagnostics_with(&self, console_lines: usize) -> String {
         let console = self.console();
-        let tail: Vec<&str> = console.lines().rev().take(60).collect();
+        let tail: Vec<&str> = console.lines().rev().take(console_lines).collect();
         let stderr =
             std::fs::read_to_string(self.work_dir.path().join("qemu.stderr")).unwrap_or_default();
         format!(
-            "--- guest console (last 60 lines) ---\n{}\n--- qemu stderr ---\n{}",
+            "--- guest console (last {console_lines} lines) ---\n{}\n--- qemu stderr ---\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
             stderr
         )
+    }
+}
+
+/// A failing test leaves the guest's whole console in
+/// `tests/artifacts/<test>-console.log` and prints where, with its tail: the
+/// assertions name what went wrong, the console says why (a CI run keeps
+/// only what the test printed).
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("guest")
+            .replace("::", "-");
+        let saved = crate::artifacts_dir().join(format!("{test}-console.log"));
+        let where_saved = std::fs::create_dir_all(crate::artifacts_dir())
+            .and_then(|()| std::fs::write(&saved, self.console()))
+            .map_or_else(
+                |e| format!("(could not save the console to {}: {e})", saved.display()),
+                |()| format!("whole console: {}", saved.display()),
+            );
+        eprintln!("{}\n{where_saved}", self.diagnostics_with(200));
     }
 }
 

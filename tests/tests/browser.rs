@@ -20,7 +20,8 @@ use radio_bridge::frame::{
 use radio_bridge::gwmp::Eui;
 use radio_bridge::identity::Identity;
 use radio_bridge::simulator::packet_forwarder::{PacketForwarder, PacketForwarderConfig};
-use seed_e2e::browser::{artifacts_dir, unavailable, Browser, PHONE_HEIGHT, PHONE_WIDTH};
+use seed_e2e::artifacts_dir;
+use seed_e2e::browser::{unavailable, Browser, PHONE_HEIGHT, PHONE_WIDTH};
 use seed_e2e::demo::{DemoOptions, DemoProcess};
 use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions};

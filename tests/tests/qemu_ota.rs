@@ -367,6 +367,16 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         "B",
         "the new slot did not boot"
     );
+    // `reboot` returns before the system is down; a gateway that exited
+    // then was started again by its supervisor on the old slot (and took
+    // the update for rolled back).
+    let console = guest.console();
+    let first_boot = &console[..console.rfind("seed-boot: slot B").expect("boot line")];
+    assert!(
+        !first_boot.contains("seed-gateway exited with status"),
+        "the gateway exited before the reboot and was restarted on slot A:\n{}",
+        guest.diagnostics()
+    );
     let reports = backend
         .reports_until("to-2", &["installed"], UP_LIMIT + INSTALL_LIMIT)
         .await;

@@ -63,6 +63,7 @@ mod tests {
             links_up: links.iter().map(|l| l.to_string()).collect(),
             uplink_connected: uplink,
             failed_health_checks: 0,
+            reboot_asked: None,
         }
     }
 

@@ -20,6 +20,8 @@
 //! reported; or, unhealthy, `health_check_failed` and a reboot, until the
 //! bootloader's tries run out and the old slot boots again, whose gateway
 //! finds the note, sees it is not on the new slot, and reports `rolled_back`.
+//! Each verdict needs a new boot: the note names the boot that asked for the
+//! reboot, and a gateway started again within it only asks again.
 
 pub mod command;
 pub mod download;
@@ -49,7 +51,7 @@ use crate::uplink::{IncomingMessage, UplinkStatus};
 use command::UpdateCommand;
 use download::DownloadError;
 use health::HealthFacts;
-use note::{NoteFile, Phase, UpdateNote};
+use note::{AfterRestart, NoteFile, Phase, UpdateNote};
 use rauc::Rauc;
 pub use report::{OtaReport, Reporter};
 
@@ -57,6 +59,11 @@ pub use report::{OtaReport, Reporter};
 const HEALTH_POLL: Duration = Duration::from_secs(2);
 /// Progress is published at most this often (and at each whole 10 %).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// A reboot into an update that did not happen is asked for again after
+/// this long (the gateway serves meanwhile), at most [`REBOOT_ASKS`] times
+/// in one boot.
+const REBOOT_RETRY_AFTER: Duration = Duration::from_secs(60);
+const REBOOT_ASKS: u32 = 3;
 /// Meta key written to prove the store takes writes.
 const HEALTH_PROBE_KEY: &str = "ota_health_probe";
 
@@ -392,6 +399,7 @@ impl Inner {
             links_up: Vec::new(),
             uplink_connected: false,
             failed_health_checks: 0,
+            reboot_asked: None,
         };
         NoteFile::new(&settings.dir).save(&note)?;
         Ok(Box::pin(self.clone().carry_out(note)))
@@ -579,6 +587,7 @@ impl Inner {
         note.phase = Phase::Rebooting;
         note.links_up = self.links_up();
         note.uplink_connected = self.uplink.as_ref().is_some_and(|u| u.borrow().connected);
+        note.ask_reboot(note::this_boot());
         if let Err(e) = NoteFile::new(&settings.dir).save(&note) {
             // Without the note the new system cannot judge itself; the
             // bootloader would still roll back a dead one, so carry on.
@@ -606,11 +615,16 @@ impl Inner {
         let notes = NoteFile::new(&settings.dir);
         let running = settings.running_version();
         let booted = settings.rauc.status().await.map(|s| s.booted);
-        if let (Ok(booted), Some(target)) = (&booted, &note.target_slot) {
-            if booted != target {
+        match note.after_restart(
+            note::this_boot().as_deref(),
+            booted.as_ref().ok().map(String::as_str),
+        ) {
+            AfterRestart::RebootPending => return self.reboot_again(note).await,
+            AfterRestart::RolledBack { booted } => {
                 let reason = format!(
-                    "version {} on slot {target} did not prove healthy; the bootloader went back to slot {booted}",
-                    note.command.version
+                    "version {} on slot {} did not prove healthy; the bootloader went back to slot {booted}",
+                    note.command.version,
+                    note.target_slot.as_deref().unwrap_or("?"),
                 );
                 let report = OtaReport::new(
                     &note.command.id,
@@ -618,13 +632,14 @@ impl Inner {
                     Some(&note.command.version),
                     &running,
                 )
-                .slot(Some(booted.clone()))
+                .slot(Some(booted))
                 .reason(reason);
                 self.reporter.outcome(report, 0).await;
                 notes.remove();
                 self.clone().confirm_ordinary_boot().await;
                 return;
             }
+            AfterRestart::CheckHealth => {}
         }
         let report = |state: &str| {
             OtaReport::new(
@@ -661,21 +676,61 @@ impl Inner {
                 _ = tokio::time::sleep(HEALTH_POLL) => {}
             }
         }
-        note.failed_health_checks += 1;
-        if let Err(e) = notes.save(&note) {
-            tracing::error!("{e}");
-        }
-        let reason = format!(
+        let failed = report("health_check_failed").reason(format!(
             "after {} s: {}",
             settings.health_timeout.as_secs(),
             problems.join("; ")
-        );
+        ));
+        note.failed_health_checks += 1;
+        note.ask_reboot(note::this_boot());
+        if let Err(e) = notes.save(&note) {
+            tracing::error!("{e}");
+        }
         self.reporter
-            .outcome(
-                report("health_check_failed").reason(reason),
-                note.failed_health_checks,
-            )
+            .outcome(failed, note.failed_health_checks)
             .await;
+        self.reboot.request(&self.shutdown);
+    }
+
+    /// Started again in the boot that asked for the reboot into the
+    /// update: the system did not go down (the reboot command failed, or
+    /// the gateway was started again while the system stopped). The gateway
+    /// serves meanwhile and asks again after [`REBOOT_RETRY_AFTER`], at most
+    /// [`REBOOT_ASKS`] times in one boot; whenever the next boot comes, it
+    /// judges the update as usual.
+    async fn reboot_again(self: Arc<Self>, mut note: UpdateNote) {
+        let asked = note.reboot_asked.as_ref().map_or(0, |asked| asked.times);
+        let update = format!(
+            "The update to {} is installed in slot {}",
+            note.command.version,
+            note.target_slot.as_deref().unwrap_or("?")
+        );
+        if asked >= REBOOT_ASKS {
+            self.state.event(
+                "ota",
+                "error",
+                format!("{update}, but the system did not reboot when asked {asked} times; the update starts at the next power-on"),
+            );
+            // Still this update's turn: others are refused until that boot.
+            self.shutdown.cancelled().await;
+            return;
+        }
+        self.state.event(
+            "ota",
+            "warn",
+            format!(
+                "{update} and waits for the reboot; asking again in {} s",
+                REBOOT_RETRY_AFTER.as_secs()
+            ),
+        );
+        tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(REBOOT_RETRY_AFTER) => {}
+        }
+        note.ask_reboot(note::this_boot());
+        if let Err(e) = NoteFile::new(&self.settings().dir).save(&note) {
+            tracing::error!("{e}");
+        }
         self.reboot.request(&self.shutdown);
     }
 

@@ -49,6 +49,71 @@ pub struct UpdateNote {
     /// Boots of the new system that failed their health check so far.
     #[serde(default)]
     pub failed_health_checks: u32,
+    /// The boot in which the reboot was last asked for. A verdict on the
+    /// note (healthy, rolled back) is due only in a later boot: the daemon
+    /// can start again before the system goes down, and it must not read
+    /// "still on the old slot" as a rollback.
+    #[serde(default)]
+    pub reboot_asked: Option<RebootAsked>,
+}
+
+/// A reboot asked for in one boot of the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootAsked {
+    /// The kernel's boot id (see [`this_boot`]).
+    pub boot: String,
+    /// How often in that boot.
+    pub times: u32,
+}
+
+/// What a gateway that finds a `Rebooting` note at start is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRestart {
+    /// Still the boot that asked for the reboot: the system has not gone
+    /// down (yet). Nothing to judge; the reboot is still owed.
+    RebootPending,
+    /// Booted from another slot than the update went into: the bootloader
+    /// gave up on it.
+    RolledBack { booted: String },
+    /// On the new slot (or the slot cannot be told): judge its health.
+    CheckHealth,
+}
+
+impl UpdateNote {
+    /// Reads the note against the boot we run in (`None`: unknown) and the
+    /// slot RAUC says we booted from (`None`: RAUC could not tell).
+    pub fn after_restart(&self, this_boot: Option<&str>, booted: Option<&str>) -> AfterRestart {
+        let asked_in = self.reboot_asked.as_ref().map(|asked| asked.boot.as_str());
+        if this_boot.is_some() && asked_in == this_boot {
+            return AfterRestart::RebootPending;
+        }
+        match (booted, &self.target_slot) {
+            (Some(booted), Some(target)) if booted != target => AfterRestart::RolledBack {
+                booted: booted.to_string(),
+            },
+            _ => AfterRestart::CheckHealth,
+        }
+    }
+
+    /// Records that the reboot is asked for (again) in `this_boot`; returns
+    /// how often in this boot, this time included.
+    pub fn ask_reboot(&mut self, this_boot: Option<String>) -> u32 {
+        let times = match (&self.reboot_asked, &this_boot) {
+            (Some(asked), Some(boot)) if &asked.boot == boot => asked.times + 1,
+            _ => 1,
+        };
+        self.reboot_asked = this_boot.map(|boot| RebootAsked { boot, times });
+        times
+    }
+}
+
+/// The kernel's id of the running boot (`/proc/sys/kernel/random/boot_id`),
+/// new at every boot; `None` where there is none to read.
+pub fn this_boot() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
 }
 
 /// Where the note lives.
@@ -126,6 +191,7 @@ mod tests {
             links_up: vec!["rnode0".into()],
             uplink_connected: true,
             failed_health_checks: 0,
+            reboot_asked: None,
         }
     }
 
@@ -146,5 +212,57 @@ mod tests {
         let file = NoteFile::new(dir.path());
         std::fs::write(dir.path().join("update.json"), b"{half").unwrap();
         assert!(file.load().unwrap_err().contains("damaged"));
+    }
+
+    #[test]
+    fn only_a_later_boot_judges_the_update() {
+        let mut n = note();
+        assert_eq!(n.ask_reboot(Some("boot-1".into())), 1);
+        // Restarted before the system went down, still on the old slot A.
+        assert_eq!(
+            n.after_restart(Some("boot-1"), Some("A")),
+            AfterRestart::RebootPending
+        );
+        // A later boot on A: the bootloader went back.
+        assert_eq!(
+            n.after_restart(Some("boot-2"), Some("A")),
+            AfterRestart::RolledBack { booted: "A".into() }
+        );
+        assert_eq!(
+            n.after_restart(Some("boot-2"), Some("B")),
+            AfterRestart::CheckHealth
+        );
+        // RAUC cannot tell the slot: the health check says so.
+        assert_eq!(
+            n.after_restart(Some("boot-2"), None),
+            AfterRestart::CheckHealth
+        );
+    }
+
+    #[test]
+    fn reboots_are_counted_per_boot() {
+        let mut n = note();
+        assert_eq!(n.ask_reboot(Some("boot-1".into())), 1);
+        assert_eq!(n.ask_reboot(Some("boot-1".into())), 2);
+        assert_eq!(n.ask_reboot(Some("boot-2".into())), 1);
+        // Without a boot id, every start counts as a new boot: a note from
+        // a system without /proc never waits for a reboot it cannot see.
+        assert_eq!(n.ask_reboot(None), 1);
+        assert_eq!(
+            n.after_restart(None, Some("A")),
+            AfterRestart::RolledBack { booted: "A".into() }
+        );
+    }
+
+    #[test]
+    fn a_note_from_before_the_boot_id_is_read_as_from_an_earlier_boot() {
+        let mut json = serde_json::to_value(note()).unwrap();
+        json.as_object_mut().unwrap().remove("reboot_asked");
+        let old: UpdateNote = serde_json::from_value(json).unwrap();
+        assert_eq!(old.reboot_asked, None);
+        assert_eq!(
+            old.after_restart(Some("boot-9"), Some("B")),
+            AfterRestart::CheckHealth
+        );
     }
 }
