@@ -159,6 +159,13 @@ async fn version_id(guest: &mut Guest) -> String {
         .to_string()
 }
 
+/// `mailboxes.pending` of the guest's status: downlinks the SQLite store
+/// holds for devices not heard since.
+async fn pending_downlinks(guest: &Guest) -> Option<u64> {
+    let (_, status) = guest.http_get("/api/v1/status").await?;
+    serde_json::from_str::<Value>(&status).ok()?["mailboxes"]["pending"].as_u64()
+}
+
 /// Waits until the guest that just chose its slot serves its status page
 /// and its debug shell answers.
 async fn wait_up(guest: &mut Guest) {
@@ -287,6 +294,25 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     guest
         .shell_ok("mkdir -p /data/ota-test && echo 'written before the updates' > /data/ota-test/kept && sync")
         .await;
+    // And a row in the store: a downlink for a device that is never heard
+    // waits in its mailbox through both updates.
+    let absent_device = "5e".repeat(32);
+    backend
+        .backend
+        .publish(
+            &format!("seed/v1/gw/{gateway_id}/down/{absent_device}"),
+            br#"{"message_type":"transaction","payload":"aGVsbG8="}"#,
+        )
+        .await;
+    let deadline = Instant::now() + UP_LIMIT;
+    while pending_downlinks(&guest).await != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the downlink for the absent device is not in its mailbox (pending: {:?})",
+            pending_downlinks(&guest).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // --- refused and failed updates leave the box as it was --------------------
     let started = Instant::now();
@@ -511,6 +537,10 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         status["gateway"]["id"],
         gateway_id.as_str(),
         "the gateway's key on /data survived"
+    );
+    assert_eq!(
+        status["mailboxes"]["pending"], 1,
+        "the downlink stored before the updates is gone: {status}"
     );
     assert_eq!(guest.booted_slots(), ["A", "B", "A", "A", "A", "B"]);
     guest.poweroff().await;
