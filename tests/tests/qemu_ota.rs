@@ -159,11 +159,10 @@ async fn version_id(guest: &mut Guest) -> String {
         .to_string()
 }
 
-/// `mailboxes.pending` of the guest's status: downlinks the SQLite store
-/// holds for devices not heard since.
-async fn pending_downlinks(guest: &Guest) -> Option<u64> {
-    let (_, status) = guest.http_get("/api/v1/status").await?;
-    serde_json::from_str::<Value>(&status).ok()?["mailboxes"]["pending"].as_u64()
+/// The guest gateway's `/api/v1/status`.
+async fn status_of(guest: &Guest) -> Value {
+    let (_, status) = guest.http_get(STATUS_PATH).await.expect("status answers");
+    serde_json::from_str(&status).expect("status JSON")
 }
 
 /// Waits until the guest that just chose its slot serves its status page
@@ -273,11 +272,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     assert!(!base_version.is_empty(), "no VERSION_ID in /etc/os-release");
     let (booted, _) = rauc_status(&mut guest).await;
     assert_eq!(booted, "A", "rauc does not see slot A booted");
-    let (_, status) = guest
-        .http_get("/api/v1/status")
-        .await
-        .expect("status answers");
-    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    let status = status_of(&guest).await;
     let gateway_id = status["gateway"]["id"]
         .as_str()
         .expect("gateway id")
@@ -305,11 +300,16 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         )
         .await;
     let deadline = Instant::now() + UP_LIMIT;
-    while pending_downlinks(&guest).await != Some(1) {
+    loop {
+        // `mailboxes.pending`: downlinks the store holds for devices not
+        // heard since.
+        let pending = status_of(&guest).await["mailboxes"]["pending"].clone();
+        if pending == 1 {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "the downlink for the absent device is not in its mailbox (pending: {:?})",
-            pending_downlinks(&guest).await
+            "the downlink for the absent device is not in its mailbox (pending: {pending})"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -528,11 +528,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     // The gateway's identity and store on /data are the ones it had before
     // both updates (its reports from every system reached the backend
     // through the same outbox).
-    let (_, status) = guest
-        .http_get("/api/v1/status")
-        .await
-        .expect("status answers");
-    let status: Value = serde_json::from_str(&status).expect("status JSON");
+    let status = status_of(&guest).await;
     assert_eq!(
         status["gateway"]["id"],
         gateway_id.as_str(),

@@ -130,6 +130,9 @@ struct Inner {
     uplink: Option<watch::Receiver<UplinkStatus>>,
     reboot: RebootRequest,
     shutdown: CancellationToken,
+    /// The kernel's id of this boot, read once: it cannot change while the
+    /// process runs.
+    this_boot: Option<String>,
 }
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -163,6 +166,7 @@ impl OtaAgent {
                 uplink,
                 reboot,
                 shutdown,
+                this_boot: note::this_boot(),
             }),
         }
     }
@@ -587,12 +591,7 @@ impl Inner {
         note.phase = Phase::Rebooting;
         note.links_up = self.links_up();
         note.uplink_connected = self.uplink.as_ref().is_some_and(|u| u.borrow().connected);
-        note.ask_reboot(note::this_boot());
-        if let Err(e) = NoteFile::new(&settings.dir).save(&note) {
-            // Without the note the new system cannot judge itself; the
-            // bootloader would still roll back a dead one, so carry on.
-            tracing::error!("{e}");
-        }
+        self.save_reboot_asked(&mut note);
         remove_bundles(&settings.dir);
         let running = settings.running_version();
         let report = OtaReport::new(
@@ -616,15 +615,14 @@ impl Inner {
         let running = settings.running_version();
         let booted = settings.rauc.status().await.map(|s| s.booted);
         match note.after_restart(
-            note::this_boot().as_deref(),
+            self.this_boot.as_deref(),
             booted.as_ref().ok().map(String::as_str),
         ) {
             AfterRestart::RebootPending => return self.reboot_again(note).await,
-            AfterRestart::RolledBack { booted } => {
+            AfterRestart::RolledBack { target, booted } => {
                 let reason = format!(
-                    "version {} on slot {} did not prove healthy; the bootloader went back to slot {booted}",
+                    "version {} on slot {target} did not prove healthy; the bootloader went back to slot {booted}",
                     note.command.version,
-                    note.target_slot.as_deref().unwrap_or("?"),
                 );
                 let report = OtaReport::new(
                     &note.command.id,
@@ -682,10 +680,7 @@ impl Inner {
             problems.join("; ")
         ));
         note.failed_health_checks += 1;
-        note.ask_reboot(note::this_boot());
-        if let Err(e) = notes.save(&note) {
-            tracing::error!("{e}");
-        }
+        self.save_reboot_asked(&mut note);
         self.reporter
             .outcome(failed, note.failed_health_checks)
             .await;
@@ -727,11 +722,18 @@ impl Inner {
             _ = self.shutdown.cancelled() => return,
             _ = tokio::time::sleep(REBOOT_RETRY_AFTER) => {}
         }
-        note.ask_reboot(note::this_boot());
-        if let Err(e) = NoteFile::new(&self.settings().dir).save(&note) {
+        self.save_reboot_asked(&mut note);
+        self.reboot.request(&self.shutdown);
+    }
+
+    /// Notes on disk that this boot asks for a reboot, before it is asked.
+    fn save_reboot_asked(&self, note: &mut UpdateNote) {
+        note.ask_reboot(self.this_boot.clone());
+        if let Err(e) = NoteFile::new(&self.settings().dir).save(note) {
+            // Without the note the new system cannot judge itself; the
+            // bootloader would still roll back a dead one, so carry on.
             tracing::error!("{e}");
         }
-        self.reboot.request(&self.shutdown);
     }
 
     fn links_up(&self) -> Vec<String> {

@@ -72,9 +72,9 @@ pub enum AfterRestart {
     /// Still the boot that asked for the reboot: the system has not gone
     /// down (yet). Nothing to judge; the reboot is still owed.
     RebootPending,
-    /// Booted from another slot than the update went into: the bootloader
-    /// gave up on it.
-    RolledBack { booted: String },
+    /// Booted from another slot than the update went into (`target`): the
+    /// bootloader gave up on it.
+    RolledBack { target: String, booted: String },
     /// On the new slot (or the slot cannot be told): judge its health.
     CheckHealth,
 }
@@ -89,6 +89,7 @@ impl UpdateNote {
         }
         match (booted, &self.target_slot) {
             (Some(booted), Some(target)) if booted != target => AfterRestart::RolledBack {
+                target: target.clone(),
                 booted: booted.to_string(),
             },
             _ => AfterRestart::CheckHealth,
@@ -226,7 +227,10 @@ mod tests {
         // A later boot on A: the bootloader went back.
         assert_eq!(
             n.after_restart(Some("boot-2"), Some("A")),
-            AfterRestart::RolledBack { booted: "A".into() }
+            AfterRestart::RolledBack {
+                target: "B".into(),
+                booted: "A".into()
+            }
         );
         assert_eq!(
             n.after_restart(Some("boot-2"), Some("B")),
@@ -250,7 +254,10 @@ mod tests {
         assert_eq!(n.ask_reboot(None), 1);
         assert_eq!(
             n.after_restart(None, Some("A")),
-            AfterRestart::RolledBack { booted: "A".into() }
+            AfterRestart::RolledBack {
+                target: "B".into(),
+                booted: "A".into()
+            }
         );
     }
 
