@@ -387,6 +387,7 @@ impl Scheduler {
                 seq: None,
                 message: Message::Ack(Ack {
                     acked: chunk.clone(),
+                    timestamp_counter: None,
                 }),
             };
             if let Ok(frame) = Frame::sign(envelope, self.identity.signing_key()) {

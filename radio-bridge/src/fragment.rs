@@ -285,6 +285,16 @@ pub struct ReassemblyCountersSnapshot {
     pub duplicates: u64,
 }
 
+/// An incomplete set as [`Reassembler::pending`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSet {
+    pub sender_tag: [u8; 8],
+    pub set_id: u16,
+    pub count: u8,
+    /// Indices not received yet, ascending.
+    pub missing: Vec<u8>,
+}
+
 /// One incomplete set.
 #[derive(Debug)]
 struct PartialSet {
@@ -360,6 +370,30 @@ impl Reassembler {
     /// Incomplete sets currently held.
     pub fn pending_sets(&self) -> usize {
         self.senders.values().map(|s| s.sets.len()).sum()
+    }
+
+    /// The incomplete sets, oldest first: what is still missing when the
+    /// input ends (the command line reports it).
+    pub fn pending(&self) -> Vec<PendingSet> {
+        let mut sets: Vec<(u64, PendingSet)> = self
+            .senders
+            .iter()
+            .flat_map(|(tag, sender)| {
+                sender.sets.iter().map(|(id, set)| {
+                    let pending = PendingSet {
+                        sender_tag: *tag,
+                        set_id: *id,
+                        count: set.count,
+                        missing: (0..set.count)
+                            .filter(|i| !set.fragments.contains_key(i))
+                            .collect(),
+                    };
+                    (set.seq, pending)
+                })
+            })
+            .collect();
+        sets.sort_by_key(|(seq, _)| *seq);
+        sets.into_iter().map(|(_, set)| set).collect()
     }
 
     /// Takes one received packet. Returns the whole frame when this fragment

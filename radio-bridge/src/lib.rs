@@ -5,6 +5,8 @@
 //!   JSON form), normative in `docs/protocol.md`.
 //! - [`identity`]: ed25519 identity keys and their files.
 //! - [`fragment`]: splitting frames larger than the radio MTU, and bounded reassembly.
+//! - [`packets`]: a run of packets (frames and fragments) decoded offline, for
+//!   the command line and the test vectors.
 //! - [`link`]: the one trait every radio source implements, and the rx/tx types.
 //! - [`kiss`]: KISS framing and the RNode serial link driver.
 //! - [`gwmp`]: Semtech UDP packet forwarder protocol (GWMP v2), server side.
@@ -21,4 +23,5 @@ pub mod gwmp;
 pub mod identity;
 pub mod kiss;
 pub mod link;
+pub mod packets;
 pub mod simulator;

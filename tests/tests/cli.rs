@@ -21,6 +21,7 @@ fn vectors() -> Vec<Vector> {
     let vectors: Vec<Vector> = doc
         .split("```vector\n")
         .skip(1)
+        .filter(|block| !block.contains("\npacket: "))
         .map(|block| {
             let body = block.split("```").next().unwrap_or_default();
             let field = |name: &str| {

@@ -102,6 +102,7 @@ impl IngestObserver for SyncOffers {
             message: Message::LedgerSync(LedgerSync::Offer {
                 ledger_height: best,
                 head_hash: [0; 32],
+                timestamp_counter: None,
             }),
         };
         let Ok(offer) = Frame::sign(envelope, self.identity.signing_key()) else {
@@ -211,7 +212,8 @@ mod tests {
             offer.envelope.message,
             Message::LedgerSync(LedgerSync::Offer {
                 ledger_height: 300,
-                head_hash: [0; 32]
+                head_hash: [0; 32],
+                timestamp_counter: None,
             })
         );
 

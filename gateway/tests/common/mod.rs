@@ -112,7 +112,7 @@ impl Rig {
             loop {
                 let heard = downlinks.recv().await.expect("downlink stream open");
                 if let Ok(f) = Frame::decode(&heard.bytes) {
-                    if let Message::Ack(Ack { acked }) = &f.envelope.message {
+                    if let Message::Ack(Ack { acked, .. }) = &f.envelope.message {
                         if acked.contains(&frame.msg_id) {
                             return;
                         }

@@ -1,17 +1,18 @@
 //! CBOR layout of a frame: the envelope array and the per-type body maps.
 //!
-//! Encoding is deterministic (shortest integer forms, definite lengths, map
-//! keys ascending) so that the same message always yields the same bytes, the
-//! same signature and the same message id. Decoding accepts only definite
-//! lengths and integer map keys, rejects duplicate keys and skips unknown
-//! keys: that is the room left for the spec's future extensions.
+//! Encoding is canonical (shortest heads, definite lengths, map keys
+//! ascending) so that the same message always yields the same bytes, the
+//! same signature and the same message id. Decoding accepts that encoding
+//! only ([`super::reader`]), rejects keys out of order or repeated, and
+//! skips unknown keys: that is the room left for the spec's future
+//! extensions.
 
-use cbor4ii::core::dec::{Decode, IgnoredAny};
 use cbor4ii::core::enc::Encode;
 use cbor4ii::core::types::{Array, Bytes, Map};
-use cbor4ii::core::utils::{BufWriter, SliceReader};
+use cbor4ii::core::utils::BufWriter;
 
 use super::message::*;
+use super::reader::Reader;
 use super::FrameError;
 
 /// Body keys shared by every message type.
@@ -20,10 +21,6 @@ pub(crate) mod common_key {
     pub const TO: u64 = 16;
     pub const SEQ: u64 = 17;
 }
-
-/// Largest count any array inside a body may declare; bounds allocation from
-/// a hostile length prefix long before the frame size limit would.
-const MAX_ITEMS: usize = 4096;
 
 // ---------------------------------------------------------------- encoding
 
@@ -93,6 +90,11 @@ pub(crate) fn encode_unsigned(env: &Envelope) -> Vec<u8> {
     if let Some(seq) = env.seq {
         body.put(common_key::SEQ, move |w| w.uint(seq));
     }
+    if let Some(counter) = env.message.timestamp_counter() {
+        body.put(common_key::TIMESTAMP_COUNTER, move |w| {
+            w.uint(counter.into())
+        });
+    }
     encode_body(&env.message, &mut body);
     body.write(&mut w);
     w.into_bytes()
@@ -102,9 +104,6 @@ fn encode_body(message: &Message, body: &mut BodyMap) {
     match message.clone() {
         Message::Heartbeat(hb) => {
             body.put(1, move |w| w.uint(hb.device_class.code() as u64));
-            body.put(common_key::TIMESTAMP_COUNTER, move |w| {
-                w.uint(hb.timestamp_counter as u64)
-            });
             body.put(3, move |w| w.uint(hb.power_state as u64));
             body.put(4, move |w| w.uint(hb.ledger_height));
             body.put(5, move |w| w.bool(hb.sync_capable));
@@ -112,16 +111,12 @@ fn encode_body(message: &Message, body: &mut BodyMap) {
         }
         Message::Transaction(tx) => {
             body.put(1, move |w| w.bytes(&tx.payload));
-            if let Some(counter) = tx.timestamp_counter {
-                body.put(common_key::TIMESTAMP_COUNTER, move |w| {
-                    w.uint(counter as u64)
-                });
-            }
         }
         Message::LedgerSync(sync) => match sync {
             LedgerSync::Offer {
                 ledger_height,
                 head_hash,
+                ..
             } => {
                 body.put(1, |w| w.uint(0));
                 body.put(3, move |w| w.uint(ledger_height));
@@ -130,6 +125,7 @@ fn encode_body(message: &Message, body: &mut BodyMap) {
             LedgerSync::Request {
                 from_height,
                 max_entries,
+                ..
             } => {
                 body.put(1, |w| w.uint(1));
                 body.put(5, move |w| w.uint(from_height));
@@ -138,6 +134,7 @@ fn encode_body(message: &Message, body: &mut BodyMap) {
             LedgerSync::Entries {
                 from_height,
                 entries,
+                ..
             } => {
                 body.put(1, |w| w.uint(2));
                 body.put(5, move |w| w.uint(from_height));
@@ -187,111 +184,11 @@ pub(crate) struct RawEnvelope<'a> {
     pub version: ProtocolVersion,
     pub type_code: u64,
     pub device_id: DeviceId,
-    /// Undecoded body bytes (one CBOR map).
+    /// Undecoded body bytes: one item, ending where the signature starts.
+    /// Already checked against the encoding rules when the version is not
+    /// supported; [`decode_body`] checks them for a supported one, so a
+    /// valid frame's body is read once.
     pub body: &'a [u8],
-}
-
-/// Reads CBOR items from a byte slice, mapping every failure to a
-/// [`FrameError::Malformed`] that says what was expected.
-pub(crate) struct Reader<'a> {
-    inner: SliceReader<'a>,
-    remaining: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
-        Reader {
-            inner: SliceReader::new(bytes),
-            remaining: bytes,
-        }
-    }
-
-    fn sync(&mut self) {
-        // SliceReader does not expose its position; recover it from what
-        // `fill` still offers, so callers can slice the input.
-        use cbor4ii::core::dec::Read;
-        let rest = match self.inner.fill(usize::MAX) {
-            Ok(r) => r.as_ref().len(),
-            Err(never) => match never {},
-        };
-        self.remaining = &self.remaining[self.remaining.len() - rest..];
-    }
-
-    pub fn uint(&mut self, what: &'static str) -> Result<u64, FrameError> {
-        let v = u64::decode(&mut self.inner).map_err(|_| malformed(what, "an unsigned integer"));
-        self.sync();
-        v
-    }
-
-    pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], FrameError> {
-        let v = <Bytes<&'a [u8]>>::decode(&mut self.inner)
-            .map(|b| b.0)
-            .map_err(|_| malformed(what, "a byte string"));
-        self.sync();
-        v
-    }
-
-    pub fn fixed<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], FrameError> {
-        let b = self.bytes(what)?;
-        b.try_into().map_err(|_| {
-            FrameError::Malformed(format!("{what}: expected {N} bytes, got {}", b.len()))
-        })
-    }
-
-    pub fn bool(&mut self, what: &'static str) -> Result<bool, FrameError> {
-        let v = bool::decode(&mut self.inner).map_err(|_| malformed(what, "a boolean"));
-        self.sync();
-        v
-    }
-
-    fn definite_len(
-        &mut self,
-        what: &'static str,
-        len: Result<Option<usize>, impl Sized>,
-        kind: &'static str,
-    ) -> Result<usize, FrameError> {
-        self.sync();
-        match len {
-            Ok(Some(n)) if n <= MAX_ITEMS => Ok(n),
-            Ok(Some(n)) => Err(FrameError::Malformed(format!(
-                "{what}: {n} items is more than the limit of {MAX_ITEMS}"
-            ))),
-            Ok(None) => Err(FrameError::Malformed(format!(
-                "{what}: indefinite-length {kind} is not allowed"
-            ))),
-            Err(_) => Err(malformed(what, kind)),
-        }
-    }
-
-    pub fn array(&mut self, what: &'static str) -> Result<usize, FrameError> {
-        let len = Array::len(&mut self.inner);
-        self.definite_len(what, len, "an array")
-    }
-
-    pub fn map(&mut self, what: &'static str) -> Result<usize, FrameError> {
-        let len = Map::len(&mut self.inner);
-        self.definite_len(what, len, "a map")
-    }
-
-    pub fn skip(&mut self, what: &'static str) -> Result<(), FrameError> {
-        let v = IgnoredAny::decode(&mut self.inner)
-            .map(|_| ())
-            .map_err(|_| malformed(what, "a well-formed CBOR item"));
-        self.sync();
-        v
-    }
-
-    pub fn position_from_end(&self) -> usize {
-        self.remaining.len()
-    }
-
-    pub fn rest(&self) -> &'a [u8] {
-        self.remaining
-    }
-}
-
-fn malformed(what: &str, expected: &str) -> FrameError {
-    FrameError::Malformed(format!("{what}: expected {expected}"))
 }
 
 /// Splits `unsigned` (the frame minus its trailing signature item) into the
@@ -312,12 +209,11 @@ pub(crate) fn decode_envelope(unsigned: &[u8]) -> Result<RawEnvelope<'_>, FrameE
     let type_code = r.uint("message_type")?;
     let device_id = r.fixed::<32>("device_id")?;
     let body = r.rest();
-    // The body must be exactly one item, ending where the signature starts.
-    r.skip("body")?;
-    if r.position_from_end() != 0 {
-        return Err(FrameError::Malformed(
-            "trailing bytes between the body and the signature".into(),
-        ));
+    if !version.is_supported() {
+        // Another major version's body is not ours to interpret, but the
+        // encoding rules hold for every version.
+        r.skip("body")?;
+        end_of_body(&r)?;
     }
     Ok(RawEnvelope {
         version,
@@ -327,37 +223,56 @@ pub(crate) fn decode_envelope(unsigned: &[u8]) -> Result<RawEnvelope<'_>, FrameE
     })
 }
 
-/// Decoded body fields, keyed as on air, before they are checked for the
-/// message type.
+/// The body must be exactly one item, ending where the signature starts.
+fn end_of_body(r: &Reader<'_>) -> Result<(), FrameError> {
+    if r.rest().is_empty() {
+        Ok(())
+    } else {
+        Err(FrameError::Malformed(
+            "trailing bytes between the body and the signature".into(),
+        ))
+    }
+}
+
+/// Keys up to this one may have a meaning in version 1.x; larger keys are
+/// always unknown (skipped).
+const HIGHEST_KNOWN_KEY: u64 = common_key::SEQ;
+
+/// The values of the body keys this version may know, by key, each one
+/// undecoded item. Keys are strictly ascending on air (so a repeated key is
+/// caught by the same comparison).
 struct Fields<'a> {
-    entries: Vec<(u64, &'a [u8])>,
+    values: [Option<&'a [u8]>; HIGHEST_KNOWN_KEY as usize + 1],
 }
 
 impl<'a> Fields<'a> {
     fn read(body: &'a [u8]) -> Result<Fields<'a>, FrameError> {
         let mut r = Reader::new(body);
         let count = r.map("body")?;
-        let mut entries: Vec<(u64, &'a [u8])> = Vec::with_capacity(count);
+        let mut values = [None; HIGHEST_KNOWN_KEY as usize + 1];
+        let mut previous: Option<u64> = None;
         for _ in 0..count {
             let key = r.uint("body key")?;
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(FrameError::Malformed(format!(
-                    "body: key {key} appears twice"
-                )));
+            if let Some(previous) = previous.filter(|p| key <= *p) {
+                return Err(FrameError::Malformed(if key == previous {
+                    format!("body: key {key} appears twice")
+                } else {
+                    format!("body: key {key} follows key {previous}; keys must be ascending")
+                }));
             }
+            previous = Some(key);
             let start = r.rest();
             r.skip("body value")?;
-            let len = start.len() - r.rest().len();
-            entries.push((key, &start[..len]));
+            if let Some(slot) = usize::try_from(key).ok().and_then(|k| values.get_mut(k)) {
+                *slot = Some(&start[..start.len() - r.rest().len()]);
+            }
         }
-        Ok(Fields { entries })
+        end_of_body(&r)?;
+        Ok(Fields { values })
     }
 
     fn get(&self, key: u64) -> Option<Reader<'a>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| Reader::new(v))
+        self.values[key as usize].map(Reader::new)
     }
 
     fn require(&self, key: u64, what: &'static str) -> Result<Reader<'a>, FrameError> {
@@ -372,6 +287,20 @@ impl<'a> Fields<'a> {
     fn opt_uint(&self, key: u64, what: &'static str) -> Result<Option<u64>, FrameError> {
         self.get(key).map(|mut r| r.uint(what)).transpose()
     }
+
+    /// Keys that belong to another kind of the same type are not unknown
+    /// keys but a contradiction (docs/protocol.md §4.3).
+    fn forbid(&self, keys: &[(u64, &str)], kind: &str) -> Result<(), FrameError> {
+        match keys
+            .iter()
+            .find(|(key, _)| self.values[*key as usize].is_some())
+        {
+            Some((key, field)) => Err(FrameError::Malformed(format!(
+                "ledger_sync {kind}: key {key} ({field}) belongs to another kind"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 fn u32_field(value: u64, what: &str) -> Result<u32, FrameError> {
@@ -382,6 +311,18 @@ fn u32_field(value: u64, what: &str) -> Result<u32, FrameError> {
 fn id_list(mut r: Reader<'_>, what: &'static str) -> Result<Vec<MsgId>, FrameError> {
     let n = r.array(what)?;
     (0..n).map(|_| r.fixed::<16>(what)).collect()
+}
+
+/// An optional array whose absence means "none": the empty array is not
+/// its canonical encoding, so it is malformed.
+fn non_empty(n: usize, what: &str) -> Result<usize, FrameError> {
+    if n == 0 {
+        Err(FrameError::Malformed(format!(
+            "{what}: an empty array is written by leaving the key out"
+        )))
+    } else {
+        Ok(n)
+    }
 }
 
 /// Decodes the body of a supported version into the envelope.
@@ -430,17 +371,31 @@ pub(crate) fn decode_body(raw: &RawEnvelope<'_>) -> Result<Envelope, FrameError>
             timestamp_counter: counter,
         }),
         MessageType::LedgerSync => {
+            const HEIGHT: (u64, &str) = (3, "ledger_height");
+            const HEAD: (u64, &str) = (4, "head_hash");
+            const FROM: (u64, &str) = (5, "from_height");
+            const MAX: (u64, &str) = (6, "max_entries");
+            const ENTRIES: (u64, &str) = (7, "entries");
             let kind = f.uint(1, "kind")?;
             Message::LedgerSync(match kind {
-                0 => LedgerSync::Offer {
-                    ledger_height: f.uint(3, "ledger_height")?,
-                    head_hash: f.require(4, "head_hash")?.fixed::<32>("head_hash")?,
-                },
-                1 => LedgerSync::Request {
-                    from_height: f.uint(5, "from_height")?,
-                    max_entries: f.uint(6, "max_entries")?,
-                },
+                0 => {
+                    f.forbid(&[FROM, MAX, ENTRIES], "offer")?;
+                    LedgerSync::Offer {
+                        ledger_height: f.uint(3, "ledger_height")?,
+                        head_hash: f.require(4, "head_hash")?.fixed::<32>("head_hash")?,
+                        timestamp_counter: counter,
+                    }
+                }
+                1 => {
+                    f.forbid(&[HEIGHT, HEAD, ENTRIES], "request")?;
+                    LedgerSync::Request {
+                        from_height: f.uint(5, "from_height")?,
+                        max_entries: f.uint(6, "max_entries")?,
+                        timestamp_counter: counter,
+                    }
+                }
                 2 => {
+                    f.forbid(&[HEIGHT, HEAD, MAX], "entries")?;
                     let mut r = f.require(7, "entries")?;
                     let n = r.array("entries")?;
                     let entries = (0..n)
@@ -449,6 +404,7 @@ pub(crate) fn decode_body(raw: &RawEnvelope<'_>) -> Result<Envelope, FrameError>
                     LedgerSync::Entries {
                         from_height: f.uint(5, "from_height")?,
                         entries,
+                        timestamp_counter: counter,
                     }
                 }
                 other => {
@@ -460,15 +416,20 @@ pub(crate) fn decode_body(raw: &RawEnvelope<'_>) -> Result<Envelope, FrameError>
         }
         MessageType::Ack => Message::Ack(Ack {
             acked: id_list(f.require(1, "acked")?, "acked")?,
+            timestamp_counter: counter,
         }),
         MessageType::Nack => {
             let missing_ids = match f.get(1) {
-                Some(r) => id_list(r, "missing_ids")?,
+                Some(r) => {
+                    let ids = id_list(r, "missing_ids")?;
+                    non_empty(ids.len(), "missing_ids")?;
+                    ids
+                }
                 None => Vec::new(),
             };
             let mut missing_ranges = Vec::new();
             if let Some(mut r) = f.get(3) {
-                for _ in 0..r.array("missing_ranges")? {
+                for _ in 0..non_empty(r.array("missing_ranges")?, "missing_ranges")? {
                     if r.array("missing_ranges")? != 2 {
                         return Err(FrameError::Malformed(
                             "missing_ranges: each range is [from, to]".into(),
@@ -487,6 +448,7 @@ pub(crate) fn decode_body(raw: &RawEnvelope<'_>) -> Result<Envelope, FrameError>
             Message::Nack(Nack {
                 missing_ids,
                 missing_ranges,
+                timestamp_counter: counter,
             })
         }
         MessageType::Receipt => {
@@ -496,6 +458,7 @@ pub(crate) fn decode_body(raw: &RawEnvelope<'_>) -> Result<Envelope, FrameError>
                 status: ReceiptStatus::from_code(status).ok_or_else(|| {
                     FrameError::Malformed(format!("status: unknown code {status}"))
                 })?,
+                timestamp_counter: counter,
             })
         }
     };

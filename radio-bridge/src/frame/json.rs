@@ -39,7 +39,6 @@ pub fn envelope_to_json(env: &Envelope) -> Value {
     match &env.message {
         Message::Heartbeat(hb) => {
             obj.insert("device_class".into(), hb.device_class.name().into());
-            obj.insert("timestamp_counter".into(), hb.timestamp_counter.into());
             obj.insert("power_state".into(), hb.power_state.name().into());
             obj.insert("ledger_height".into(), hb.ledger_height.into());
             obj.insert("sync_capable".into(), hb.sync_capable.into());
@@ -55,14 +54,12 @@ pub fn envelope_to_json(env: &Envelope) -> Value {
         }
         Message::Transaction(tx) => {
             obj.insert("payload".into(), BASE64.encode(&tx.payload).into());
-            if let Some(counter) = tx.timestamp_counter {
-                obj.insert("timestamp_counter".into(), counter.into());
-            }
         }
         Message::LedgerSync(sync) => match sync {
             LedgerSync::Offer {
                 ledger_height,
                 head_hash,
+                ..
             } => {
                 obj.insert("kind".into(), "offer".into());
                 obj.insert("ledger_height".into(), (*ledger_height).into());
@@ -71,6 +68,7 @@ pub fn envelope_to_json(env: &Envelope) -> Value {
             LedgerSync::Request {
                 from_height,
                 max_entries,
+                ..
             } => {
                 obj.insert("kind".into(), "request".into());
                 obj.insert("from_height".into(), (*from_height).into());
@@ -79,6 +77,7 @@ pub fn envelope_to_json(env: &Envelope) -> Value {
             LedgerSync::Entries {
                 from_height,
                 entries,
+                ..
             } => {
                 obj.insert("kind".into(), "entries".into());
                 obj.insert("from_height".into(), (*from_height).into());
@@ -102,6 +101,9 @@ pub fn envelope_to_json(env: &Envelope) -> Value {
             obj.insert("receipt_for".into(), hex::encode(r.receipt_for).into());
             obj.insert("status".into(), r.status.name().into());
         }
+    }
+    if let Some(counter) = env.message.timestamp_counter() {
+        obj.insert("timestamp_counter".into(), counter.into());
     }
     v
 }
@@ -145,11 +147,13 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
         .ok_or_else(|| bad(&format!("message_type: unknown type {type_name:?}")))?;
     let device_id = f.hex_fixed::<32>("device_id")?;
     let version_text = f.opt_str("protocol_version")?.unwrap_or("1.0");
-    let version = ProtocolVersion::parse(version_text).ok_or_else(|| {
-        bad(&format!(
-            "protocol_version: {version_text:?} is not of the form \"1.0\""
-        ))
-    })?;
+    let version = ProtocolVersion::parse(version_text)
+        .filter(|v| v.is_supported())
+        .ok_or_else(|| {
+            bad(&format!(
+                "protocol_version: {version_text:?} is not a version 1.x written like \"1.0\""
+            ))
+        })?;
     let to = f.opt("to").map(|_| f.hex_fixed::<32>("to")).transpose()?;
     let seq = f.opt("seq").map(|_| f.uint("seq")).transpose()?;
     let signature = f
@@ -163,6 +167,10 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                 ))
             })
         })
+        .transpose()?;
+    let counter = f
+        .opt("timestamp_counter")
+        .map(|_| f.u32("timestamp_counter"))
         .transpose()?;
 
     let message = match message_type {
@@ -178,6 +186,8 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                     .opt("unknown_bits")
                     .map(|_| c.uint("unknown_bits"))
                     .transpose()?
+                    .map(unknown_bits)
+                    .transpose()?
                     .unwrap_or(0),
             };
             c.finish("capabilities")?;
@@ -185,7 +195,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
             Message::Heartbeat(Heartbeat {
                 device_class: DeviceClass::from_name(class_name)
                     .ok_or_else(|| bad(&format!("device_class: unknown class {class_name:?}")))?,
-                timestamp_counter: f.u32("timestamp_counter")?,
+                timestamp_counter: counter.ok_or_else(|| bad("timestamp_counter is missing"))?,
                 power_state: PowerState::from_name(power).ok_or_else(|| {
                     bad(&format!(
                         "power_state: {power:?} is not one of low_power, normal, charging"
@@ -198,10 +208,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
         }
         MessageType::Transaction => Message::Transaction(Transaction {
             payload: f.base64("payload")?,
-            timestamp_counter: f
-                .opt("timestamp_counter")
-                .map(|_| f.u32("timestamp_counter"))
-                .transpose()?,
+            timestamp_counter: counter,
         }),
         MessageType::LedgerSync => {
             let kind = f.str("kind")?;
@@ -209,10 +216,12 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                 "offer" => LedgerSync::Offer {
                     ledger_height: f.uint("ledger_height")?,
                     head_hash: f.hex_fixed::<32>("head_hash")?,
+                    timestamp_counter: counter,
                 },
                 "request" => LedgerSync::Request {
                     from_height: f.uint("from_height")?,
                     max_entries: f.uint("max_entries")?,
+                    timestamp_counter: counter,
                 },
                 "entries" => LedgerSync::Entries {
                     from_height: f.uint("from_height")?,
@@ -221,6 +230,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                         .iter()
                         .map(|e| decode_base64_value(e, "entries"))
                         .collect::<Result<_, _>>()?,
+                    timestamp_counter: counter,
                 },
                 other => {
                     return Err(bad(&format!(
@@ -231,6 +241,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
         }
         MessageType::Ack => Message::Ack(Ack {
             acked: f.id_list("acked")?,
+            timestamp_counter: counter,
         }),
         MessageType::Nack => Message::Nack(Nack {
             missing_ids: f
@@ -243,6 +254,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                 .map(|_| f.ranges("missing_ranges"))
                 .transpose()?
                 .unwrap_or_default(),
+            timestamp_counter: counter,
         }),
         MessageType::Receipt => {
             let status = f.str("status")?;
@@ -253,6 +265,7 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
                         "status: {status:?} is not one of delivered, applied, rejected"
                     ))
                 })?,
+                timestamp_counter: counter,
             })
         }
     };
@@ -267,6 +280,18 @@ pub fn from_json(value: &Value) -> Result<ParsedJson, FrameError> {
         },
         signature,
     })
+}
+
+/// `unknown_bits` holds only bits this version does not name, and is left
+/// out rather than written as 0, so that every mask has one JSON form.
+fn unknown_bits(bits: u64) -> Result<u64, FrameError> {
+    if bits == 0 || bits & Capabilities::KNOWN != 0 {
+        Err(bad(&format!(
+            "capabilities.unknown_bits: {bits} must be non-zero and leave bits 0-2 (the named flags) clear"
+        )))
+    } else {
+        Ok(bits)
+    }
 }
 
 fn bad(reason: &str) -> FrameError {
@@ -303,7 +328,9 @@ impl<'a> JsonFields<'a> {
 
     fn opt(&mut self, key: &'static str) -> Option<&'a Value> {
         self.used.push(key);
-        self.obj.get(key).filter(|v| !v.is_null())
+        // null is not "absent": it is a value of the wrong type, reported
+        // as such by the typed accessor.
+        self.obj.get(key)
     }
 
     fn get(&mut self, key: &'static str) -> Result<&'a Value, FrameError> {
@@ -398,6 +425,9 @@ fn hex_value<const N: usize>(v: &Value, key: &str) -> Result<[u8; N], FrameError
     let text = v
         .as_str()
         .ok_or_else(|| bad(&format!("{key}: expected a hex string")))?;
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(bad(&format!("{key}: hex digits must be lowercase")));
+    }
     let bytes = hex::decode(text).map_err(|e| bad(&format!("{key}: not valid hex ({e})")))?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
         bad(&format!(

@@ -42,12 +42,16 @@ impl ProtocolVersion {
         self.major == Self::CURRENT.major
     }
 
-    /// Parses the spec's text form, e.g. `"1.0"`.
+    /// Parses the spec's text form, e.g. `"1.0"`: decimal numbers without
+    /// leading zeros, so that a version has exactly one text (the one
+    /// [`Display`](std::fmt::Display) prints).
     pub fn parse(text: &str) -> Option<ProtocolVersion> {
         let (major, minor) = text.split_once('.')?;
-        let major: u8 = major.parse().ok()?;
-        let minor: u8 = minor.parse().ok()?;
-        (major < 16 && minor < 16).then_some(ProtocolVersion { major, minor })
+        let version = ProtocolVersion {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+        };
+        (version.major < 16 && version.minor < 16 && version.to_string() == text).then_some(version)
     }
 }
 
@@ -148,19 +152,20 @@ impl DeviceClass {
         }
     }
 
+    /// The inverse of [`DeviceClass::name`]: `class_N` only for codes
+    /// without a name (4–23), written without leading zeros, so every class
+    /// has exactly one text.
     pub fn from_name(name: &str) -> Option<DeviceClass> {
         Some(match name {
             "seed_device" => DeviceClass::SeedDevice,
             "handheld" => DeviceClass::Handheld,
             "kiosk" => DeviceClass::Kiosk,
             "gateway" => DeviceClass::Gateway,
-            other => DeviceClass::Other(
-                other
-                    .strip_prefix("class_")?
-                    .parse()
-                    .ok()
-                    .filter(|c| *c < 24)?,
-            ),
+            other => {
+                let code: u8 = other.strip_prefix("class_")?.parse().ok()?;
+                let class = DeviceClass::from_code(code);
+                (code < 24 && class.name() == other).then_some(class)?
+            }
         })
     }
 }
@@ -211,7 +216,8 @@ impl Capabilities {
     const GROUPS: u64 = 1;
     const TRUST_SCORES: u64 = 2;
     const AI_ASSISTANT: u64 = 4;
-    const KNOWN: u64 = Self::GROUPS | Self::TRUST_SCORES | Self::AI_ASSISTANT;
+    /// The bits this version names.
+    pub const KNOWN: u64 = Self::GROUPS | Self::TRUST_SCORES | Self::AI_ASSISTANT;
 
     pub fn from_bits(bits: u64) -> Capabilities {
         Capabilities {
@@ -257,20 +263,44 @@ pub enum LedgerSync {
     Offer {
         ledger_height: u64,
         head_hash: [u8; 32],
+        timestamp_counter: Option<u32>,
     },
     /// "Send me entries starting at this height."
-    Request { from_height: u64, max_entries: u64 },
+    Request {
+        from_height: u64,
+        max_entries: u64,
+        timestamp_counter: Option<u32>,
+    },
     /// A batch of ledger entries, usually fragmented on air.
     Entries {
         from_height: u64,
         entries: Vec<Vec<u8>>,
+        timestamp_counter: Option<u32>,
     },
+}
+
+impl LedgerSync {
+    /// The optional shared key 2, whichever the kind.
+    pub fn timestamp_counter(&self) -> Option<u32> {
+        match self {
+            LedgerSync::Offer {
+                timestamp_counter, ..
+            }
+            | LedgerSync::Request {
+                timestamp_counter, ..
+            }
+            | LedgerSync::Entries {
+                timestamp_counter, ..
+            } => *timestamp_counter,
+        }
+    }
 }
 
 /// Acknowledges that messages are durable at the sender of the ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub acked: Vec<MsgId>,
+    pub timestamp_counter: Option<u32>,
 }
 
 /// Names what the sender is missing, by message id or by downlink sequence
@@ -279,6 +309,7 @@ pub struct Ack {
 pub struct Nack {
     pub missing_ids: Vec<MsgId>,
     pub missing_ranges: Vec<(u64, u64)>,
+    pub timestamp_counter: Option<u32>,
 }
 
 /// End-to-end outcome of one message.
@@ -317,6 +348,7 @@ impl ReceiptStatus {
 pub struct Receipt {
     pub receipt_for: MsgId,
     pub status: ReceiptStatus,
+    pub timestamp_counter: Option<u32>,
 }
 
 /// The body of a frame, by type.
@@ -339,6 +371,20 @@ impl Message {
             Message::Ack(_) => MessageType::Ack,
             Message::Nack(_) => MessageType::Nack,
             Message::Receipt(_) => MessageType::Receipt,
+        }
+    }
+
+    /// Shared body key 2: required in heartbeats, optional in every other
+    /// type (where it makes a repeated message, e.g. the same NACK sent
+    /// again, a new message with its own `msg_id`).
+    pub fn timestamp_counter(&self) -> Option<u32> {
+        match self {
+            Message::Heartbeat(hb) => Some(hb.timestamp_counter),
+            Message::Transaction(tx) => tx.timestamp_counter,
+            Message::LedgerSync(sync) => sync.timestamp_counter(),
+            Message::Ack(ack) => ack.timestamp_counter,
+            Message::Nack(nack) => nack.timestamp_counter,
+            Message::Receipt(receipt) => receipt.timestamp_counter,
         }
     }
 }

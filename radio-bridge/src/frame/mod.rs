@@ -17,6 +17,7 @@
 mod cbor;
 pub mod json;
 mod message;
+mod reader;
 
 pub use message::*;
 
@@ -78,25 +79,21 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// Decodes and verifies a frame: the receive rules of the heartbeat spec.
-    /// Never panics, whatever the input.
+    /// Decodes and verifies a frame: the receive rules of docs/protocol.md
+    /// §7, in their order. Every check that only reads the bytes comes
+    /// before the signature (the one expensive step), so junk is rejected
+    /// cheaply and a frame that is both malformed and badly signed is
+    /// counted as malformed. Never panics, whatever the input.
     pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
         let (unsigned, signature) = split_signature(bytes)?;
         let raw = cbor::decode_envelope(unsigned)?;
-        let signature_ok = verify(&raw.device_id, unsigned, &signature);
         if !raw.version.is_supported() {
-            return Err(FrameError::UnsupportedVersion {
-                version: raw.version,
-                device: hex::encode(raw.device_id),
-                signature_ok,
-            });
-        }
-        if !signature_ok {
-            return Err(FrameError::BadSignature {
-                device: hex::encode(raw.device_id),
-            });
+            return Err(unsupported(&raw, unsigned, &signature));
         }
         let envelope = cbor::decode_body(&raw)?;
+        if !verify(&raw.device_id, unsigned, &signature) {
+            return Err(bad_signature(&raw.device_id));
+        }
         Ok(Frame {
             envelope,
             signature,
@@ -107,14 +104,16 @@ impl Frame {
 
     /// Decodes and verifies many frames at once, using ed25519 batch
     /// verification (about twice as fast per frame). Results are in input
-    /// order and equal what [`Frame::decode`] gives for each: when a batch
-    /// fails, its frames are verified one by one to find the culprits.
+    /// order and equal what [`Frame::decode`] gives for each: only frames
+    /// that passed every cheaper check join the batch, and when a batch
+    /// fails its frames are verified one by one to find the culprits.
     pub fn decode_batch(packets: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
         struct Parsed<'a> {
             unsigned: &'a [u8],
             signature: [u8; 64],
             key: VerifyingKey,
-            raw: cbor::RawEnvelope<'a>,
+            device_id: DeviceId,
+            envelope: Envelope,
         }
         let parsed: Vec<Result<Parsed<'_>, FrameError>> = packets
             .iter()
@@ -122,22 +121,17 @@ impl Frame {
                 let (unsigned, signature) = split_signature(bytes)?;
                 let raw = cbor::decode_envelope(unsigned)?;
                 if !raw.version.is_supported() {
-                    return Err(FrameError::UnsupportedVersion {
-                        version: raw.version,
-                        device: hex::encode(raw.device_id),
-                        signature_ok: verify(&raw.device_id, unsigned, &signature),
-                    });
+                    return Err(unsupported(&raw, unsigned, &signature));
                 }
-                let key = VerifyingKey::from_bytes(&raw.device_id).map_err(|_| {
-                    FrameError::BadSignature {
-                        device: hex::encode(raw.device_id),
-                    }
-                })?;
+                let envelope = cbor::decode_body(&raw)?;
+                let key = VerifyingKey::from_bytes(&raw.device_id)
+                    .map_err(|_| bad_signature(&raw.device_id))?;
                 Ok(Parsed {
                     unsigned,
                     signature,
                     key,
-                    raw,
+                    device_id: raw.device_id,
+                    envelope,
                 })
             })
             .collect();
@@ -160,13 +154,11 @@ impl Frame {
             .zip(packets)
             .map(|(p, bytes)| {
                 let p = p?;
-                if !all_valid && !verify(&p.raw.device_id, p.unsigned, &p.signature) {
-                    return Err(FrameError::BadSignature {
-                        device: hex::encode(p.raw.device_id),
-                    });
+                if !all_valid && !verify(&p.device_id, p.unsigned, &p.signature) {
+                    return Err(bad_signature(&p.device_id));
                 }
                 Ok(Frame {
-                    envelope: cbor::decode_body(&p.raw)?,
+                    envelope: p.envelope,
                     signature: p.signature,
                     bytes: bytes.to_vec(),
                     msg_id: msg_id(p.unsigned),
@@ -214,6 +206,22 @@ impl Frame {
 
     pub fn message_type(&self) -> MessageType {
         self.envelope.message.message_type()
+    }
+}
+
+/// A frame of another major version: logged, and its signature checked
+/// only so the neighbor table can trust the "outdated" mark.
+fn unsupported(raw: &cbor::RawEnvelope<'_>, unsigned: &[u8], signature: &[u8; 64]) -> FrameError {
+    FrameError::UnsupportedVersion {
+        version: raw.version,
+        device: hex::encode(raw.device_id),
+        signature_ok: verify(&raw.device_id, unsigned, signature),
+    }
+}
+
+fn bad_signature(device_id: &DeviceId) -> FrameError {
+    FrameError::BadSignature {
+        device: hex::encode(device_id),
     }
 }
 

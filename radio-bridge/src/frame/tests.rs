@@ -148,13 +148,85 @@ fn duplicate_body_keys_are_malformed() {
     let mut unsigned = cbor::encode_unsigned(&env);
     let map_pos = 1 + 1 + 1 + 34;
     unsigned[map_pos] = 0xa7;
-    unsigned.extend_from_slice(&[0x04, 0x00]); // ledger_height again
+    unsigned.extend_from_slice(&[0x06, 0x00]); // capabilities again
     let signature = id.signing_key().sign(&signed_bytes(&unsigned)).to_bytes();
     let mut bytes = unsigned;
     bytes.extend_from_slice(&[0x58, 0x40]);
     bytes.extend_from_slice(&signature);
     let err = Frame::decode(&bytes).unwrap_err();
     assert!(err.to_string().contains("appears twice"), "{err}");
+}
+
+/// Re-signs a hand-made unsigned frame, so a test can put a rule violation
+/// under a valid signature (or, with `corrupt`, under a bad one).
+fn signed(id: &Identity, unsigned: Vec<u8>, corrupt: bool) -> Vec<u8> {
+    let mut signature = id.signing_key().sign(&signed_bytes(&unsigned)).to_bytes();
+    signature[0] ^= u8::from(corrupt);
+    let mut bytes = unsigned;
+    bytes.extend_from_slice(&[0x58, 0x40]);
+    bytes.extend_from_slice(&signature);
+    bytes
+}
+
+#[test]
+fn malformed_is_found_before_the_signature_single_and_batched() {
+    // Keys out of order (6 then 4 again) under a bad signature: the cheap
+    // check decides, in both decoders, and a valid frame in the same batch
+    // is unaffected.
+    let id = device(14);
+    let env = heartbeat_envelope(&id);
+    let mut unsigned = cbor::encode_unsigned(&env);
+    unsigned[1 + 1 + 1 + 34] = 0xa7;
+    unsigned.extend_from_slice(&[0x04, 0x00]);
+    let junk = signed(&id, unsigned, true);
+    assert_eq!(Frame::decode(&junk).unwrap_err().outcome(), "malformed");
+    let good = Frame::sign(env, id.signing_key()).unwrap().bytes;
+    let batch = Frame::decode_batch(&[&junk, &good]);
+    assert_eq!(batch[0].as_ref().unwrap_err().outcome(), "malformed");
+    assert!(batch[1].is_ok());
+}
+
+#[test]
+fn only_the_canonical_encoding_is_accepted() {
+    let id = device(15);
+    let env = heartbeat_envelope(&id);
+    let unsigned = cbor::encode_unsigned(&env);
+    let with_unknown = |value: &[u8]| {
+        let mut u = unsigned.clone();
+        u[1 + 1 + 1 + 34] = 0xa7;
+        u.extend_from_slice(&[0x18, 40]);
+        u.extend_from_slice(value);
+        signed(&id, u, false)
+    };
+    assert!(Frame::decode(&with_unknown(&[0x82, 0x01, 0x62, b'h', b'i'])).is_ok());
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("non-shortest array header", {
+            let mut u = vec![0x98, 0x05];
+            u.extend_from_slice(&unsigned[1..]);
+            signed(&id, u, false)
+        }),
+        (
+            "indefinite array in an unknown key",
+            with_unknown(&[0x9f, 0x01, 0xff]),
+        ),
+        (
+            "indefinite byte string in an unknown key",
+            with_unknown(&[0x5f, 0x41, 0x00, 0xff]),
+        ),
+        (
+            "invalid UTF-8 in an unknown key",
+            with_unknown(&[0x62, 0xc3, 0x28]),
+        ),
+        (
+            "non-shortest integer in an unknown key",
+            with_unknown(&[0x18, 0x05]),
+        ),
+        ("reserved additional information", with_unknown(&[0x1c])),
+    ];
+    for (what, bytes) in cases {
+        let err = Frame::decode(&bytes).unwrap_err();
+        assert_eq!(err.outcome(), "malformed", "{what}: {err}");
+    }
 }
 
 #[test]
@@ -211,7 +283,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }),
         (
             proptest::collection::vec(any::<u8>(), 0..300),
-            proptest::option::of(any::<u32>())
+            arb_counter()
         )
             .prop_map(
                 |(payload, timestamp_counter)| Message::Transaction(Transaction {
@@ -219,41 +291,59 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     timestamp_counter
                 })
             ),
-        (any::<u64>(), any::<[u8; 32]>()).prop_map(|(h, hash)| Message::LedgerSync(
-            LedgerSync::Offer {
+        (any::<u64>(), any::<[u8; 32]>(), arb_counter()).prop_map(|(h, hash, c)| {
+            Message::LedgerSync(LedgerSync::Offer {
                 ledger_height: h,
-                head_hash: hash
-            }
-        )),
-        (any::<u64>(), any::<u64>()).prop_map(|(f, m)| Message::LedgerSync(LedgerSync::Request {
-            from_height: f,
-            max_entries: m
-        })),
+                head_hash: hash,
+                timestamp_counter: c,
+            })
+        }),
+        (any::<u64>(), any::<u64>(), arb_counter()).prop_map(|(f, m, c)| {
+            Message::LedgerSync(LedgerSync::Request {
+                from_height: f,
+                max_entries: m,
+                timestamp_counter: c,
+            })
+        }),
         (
             any::<u64>(),
-            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8),
+            arb_counter()
         )
-            .prop_map(|(f, entries)| Message::LedgerSync(LedgerSync::Entries {
+            .prop_map(|(f, entries, c)| Message::LedgerSync(LedgerSync::Entries {
                 from_height: f,
-                entries
+                entries,
+                timestamp_counter: c,
             })),
-        proptest::collection::vec(arb_id(), 0..10).prop_map(|acked| Message::Ack(Ack { acked })),
+        (proptest::collection::vec(arb_id(), 0..10), arb_counter()).prop_map(|(acked, c)| {
+            Message::Ack(Ack {
+                acked,
+                timestamp_counter: c,
+            })
+        }),
         (
             proptest::collection::vec(arb_id(), 0..5),
-            proptest::collection::vec((0u64..1000, 0u64..1000), 0..5)
+            proptest::collection::vec((0u64..1000, 0u64..1000), 0..5),
+            arb_counter()
         )
-            .prop_map(|(ids, ranges)| Message::Nack(Nack {
+            .prop_map(|(ids, ranges, c)| Message::Nack(Nack {
                 missing_ids: ids,
                 missing_ranges: ranges
                     .into_iter()
                     .map(|(a, b)| (a.min(b), a.max(b)))
-                    .collect()
+                    .collect(),
+                timestamp_counter: c,
             })),
-        (arb_id(), 0u64..3).prop_map(|(id, s)| Message::Receipt(Receipt {
+        (arb_id(), 0u64..3, arb_counter()).prop_map(|(id, s, c)| Message::Receipt(Receipt {
             receipt_for: id,
-            status: ReceiptStatus::from_code(s).unwrap()
+            status: ReceiptStatus::from_code(s).unwrap(),
+            timestamp_counter: c,
         })),
     ]
+}
+
+fn arb_counter() -> impl Strategy<Value = Option<u32>> {
+    proptest::option::of(any::<u32>())
 }
 
 proptest! {

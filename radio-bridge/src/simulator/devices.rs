@@ -449,6 +449,7 @@ impl Device {
         let mut replies = vec![
             self.sign(Message::Ack(Ack {
                 acked: vec![frame.msg_id],
+                timestamp_counter: None,
             }))
             .bytes,
         ];
@@ -459,6 +460,7 @@ impl Device {
                 self.sign(Message::Nack(Nack {
                     missing_ids: Vec::new(),
                     missing_ranges: missing,
+                    timestamp_counter: None,
                 }))
                 .bytes,
             );
@@ -596,7 +598,8 @@ mod tests {
         assert_eq!(
             decode_all(&replies),
             vec![Message::Ack(Ack {
-                acked: vec![one.msg_id]
+                acked: vec![one.msg_id],
+                timestamp_counter: None,
             })]
         );
         // 2 and 3 lost: hearing 4 names them.
@@ -606,7 +609,8 @@ mod tests {
             decode_all(&replies)[1],
             Message::Nack(Nack {
                 missing_ids: vec![],
-                missing_ranges: vec![(2, 3)]
+                missing_ranges: vec![(2, 3)],
+                timestamp_counter: None,
             })
         );
         // Heard twice: acked twice, counted once.
@@ -621,7 +625,8 @@ mod tests {
             decode_all(&replies)[1],
             Message::Nack(Nack {
                 missing_ids: vec![],
-                missing_ranges: vec![(5, 6)]
+                missing_ranges: vec![(5, 6)],
+                timestamp_counter: None,
             }),
             "3 was NACKed thrice already"
         );

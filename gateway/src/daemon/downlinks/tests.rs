@@ -185,6 +185,7 @@ impl Rig {
 fn ack(ids: &[&Frame]) -> Message {
     Message::Ack(Ack {
         acked: ids.iter().map(|f| f.msg_id).collect(),
+        timestamp_counter: None,
     })
 }
 
@@ -278,6 +279,7 @@ async fn nack_redelivers_exactly_what_it_names() {
     r.heard(Message::Nack(Nack {
         missing_ids: vec![],
         missing_ranges: vec![(2, 2)],
+        timestamp_counter: None,
     }))
     .await;
     let again = r.sent().await;
@@ -287,6 +289,7 @@ async fn nack_redelivers_exactly_what_it_names() {
     r.heard(Message::Nack(Nack {
         missing_ids: vec![first[2].msg_id],
         missing_ranges: vec![],
+        timestamp_counter: None,
     }))
     .await;
     let again = r.sent().await;
@@ -536,7 +539,10 @@ fn observer_queues_work_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("gw.db"), StoreOptions::default()).unwrap();
     let r = rig_on(store, dir, settings());
-    let frame = r.device_frame(Message::Ack(Ack { acked: vec![] }));
+    let frame = r.device_frame(Message::Ack(Ack {
+        acked: vec![],
+        timestamp_counter: None,
+    }));
     r.mailbox.heard(&frame, &RxMeta::now("r0"));
     let queued = r
         .mailbox
