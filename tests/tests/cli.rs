@@ -10,9 +10,17 @@ use serde_json::Value;
 struct Vector {
     name: String,
     expect: String,
-    /// Hex; `00*16385` repetitions expanded.
-    frame_hex: String,
+    /// Hex seed of the signing key.
+    key: Option<String>,
+    /// Hex; `00*16385` repetitions expanded. Absent for fragment vectors
+    /// whose packets make no frame.
+    frame_hex: Option<String>,
+    /// Hex radio packets (fragments), received in this order.
+    packets: Vec<String>,
+    /// The `json:` line exactly as written in the document.
+    json_text: Option<String>,
     json: Option<Value>,
+    reencodes: bool,
 }
 
 fn vectors() -> Vec<Vector> {
@@ -21,30 +29,48 @@ fn vectors() -> Vec<Vector> {
     let vectors: Vec<Vector> = doc
         .split("```vector\n")
         .skip(1)
-        .filter(|block| !block.contains("\npacket: "))
         .map(|block| {
             let body = block.split("```").next().unwrap_or_default();
-            let field = |name: &str| {
+            let fields = |name: &str| -> Vec<String> {
                 body.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
                     .map(str::to_string)
+                    .collect()
             };
-            let name = field("name").expect("vector has a name");
-            let frame = field("frame").expect("vector has a frame");
-            let frame_hex = match frame.split_once('*') {
+            let field = |name: &str| fields(name).into_iter().next();
+            let frame_hex = field("frame").map(|frame| match frame.split_once('*') {
                 Some((byte, count)) => byte.repeat(count.parse().expect("repeat count")),
                 None => frame,
-            };
+            });
+            let json_text = field("json");
             Vector {
+                name: field("name").expect("vector has a name"),
                 expect: field("expect").expect("vector has an expect"),
-                json: field("json").map(|j| serde_json::from_str(&j).expect("vector json")),
+                key: field("key"),
                 frame_hex,
-                name,
+                packets: fields("packet"),
+                json: json_text
+                    .as_deref()
+                    .map(|j| serde_json::from_str(j).expect("vector json")),
+                json_text,
+                reencodes: field("reencodes").as_deref() != Some("no"),
             }
         })
         .collect();
-    assert!(vectors.len() >= 10, "docs/protocol.md has too few vectors");
+    assert!(vectors.len() >= 30, "docs/protocol.md has too few vectors");
     vectors
+}
+
+/// Vectors that are one whole frame (not fragments).
+fn whole_frames() -> Vec<(Vector, String)> {
+    vectors()
+        .into_iter()
+        .filter(|v| v.packets.is_empty())
+        .map(|v| {
+            let hex = v.frame_hex.clone().expect("a frame");
+            (v, hex)
+        })
+        .collect()
 }
 
 fn is_hex_id(s: &str, len: usize) -> bool {
@@ -63,7 +89,20 @@ fn check_decoded(v: &Vector, stdout: &str) {
     for key in ["message_type", "device_id", "protocol_version", "signature"] {
         assert!(out.get(key).is_some(), "{}: no `{key}` in {out}", v.name);
     }
-    if let Some(json) = &v.json {
+    // The layout is normative (§5): compact, keys sorted at every level.
+    assert_eq!(
+        stdout.trim_end_matches('\n'),
+        serde_json::to_string(&out).expect("serializes"),
+        "{}: decode output layout",
+        v.name
+    );
+    if let (Some(json), Some(text)) = (&v.json, &v.json_text) {
+        assert_eq!(
+            text,
+            &serde_json::to_string(json).expect("serializes"),
+            "{}: the document's json line is not in the normative layout",
+            v.name
+        );
         let fields = json.as_object().expect("vector json is an object");
         for (key, want) in fields {
             assert_eq!(&out[key], want, "{}: field `{key}`", v.name);
@@ -85,29 +124,29 @@ fn check_decoded(v: &Vector, stdout: &str) {
 #[test]
 fn decode_accepts_every_valid_vector() {
     let mut checked = 0;
-    for v in vectors()
+    for (v, frame_hex) in whole_frames()
         .iter()
-        .filter(|v| v.expect == "valid" || v.expect == "duplicate")
+        .filter(|(v, _)| v.expect == "valid" || v.expect == "duplicate")
     {
-        let (ok, stdout, stderr) = run_cli(&["decode", &v.frame_hex], None);
+        let (ok, stdout, stderr) = run_cli(&["decode", frame_hex], None);
         assert!(ok, "{}: decode failed: {stderr}", v.name);
         check_decoded(v, &stdout);
         // `--hex` is the default spelled out, and stdin works as well.
-        let (ok, again, stderr) = run_cli(&["decode", "--hex"], Some(v.frame_hex.as_bytes()));
+        let (ok, again, stderr) = run_cli(&["decode", "--hex"], Some(frame_hex.as_bytes()));
         assert!(ok, "{}: decode --hex from stdin failed: {stderr}", v.name);
         assert_eq!(again, stdout, "{}: stdin and argument disagree", v.name);
         checked += 1;
     }
-    assert!(checked >= 8, "only {checked} valid vectors");
+    assert!(checked >= 14, "only {checked} valid vectors");
 }
 
 #[test]
 fn decode_reads_base64() {
-    let v = vectors()
+    let (v, frame_hex) = whole_frames()
         .into_iter()
-        .find(|v| v.expect == "valid" && v.json.is_some())
+        .find(|(v, _)| v.expect == "valid" && v.json.is_some())
         .expect("a valid vector with JSON");
-    let bytes = hex::decode(&v.frame_hex).expect("vector hex");
+    let bytes = hex::decode(&frame_hex).expect("vector hex");
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let (ok, stdout, stderr) = run_cli(&["decode", "--base64", &b64], None);
     assert!(ok, "decode --base64 failed: {stderr}");
@@ -124,15 +163,15 @@ fn decode_reads_base64() {
 #[test]
 fn decode_rejects_every_invalid_vector_with_one_line() {
     let mut outcomes = std::collections::BTreeSet::new();
-    for v in vectors()
+    for (v, frame_hex) in whole_frames()
         .iter()
-        .filter(|v| v.expect != "valid" && v.expect != "duplicate")
+        .filter(|(v, _)| v.expect != "valid" && v.expect != "duplicate")
     {
         // The oversize frame (32 KiB of hex) goes through stdin, like a pipe.
         let (ok, stdout, stderr) = if v.expect == "oversize" {
-            run_cli(&["decode"], Some(v.frame_hex.as_bytes()))
+            run_cli(&["decode"], Some(frame_hex.as_bytes()))
         } else {
-            run_cli(&["decode", &v.frame_hex], None)
+            run_cli(&["decode", frame_hex], None)
         };
         assert!(
             !ok,
@@ -143,7 +182,7 @@ fn decode_rejects_every_invalid_vector_with_one_line() {
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{}: one line on stderr: {stderr:?}", v.name);
         assert!(
-            lines[0].contains(&v.expect),
+            lines[0].contains(&format!("({})", v.expect)),
             "{}: stderr should name `{}`: {}",
             v.name,
             v.expect,
@@ -159,6 +198,146 @@ fn decode_rejects_every_invalid_vector_with_one_line() {
     ] {
         assert!(outcomes.contains(outcome), "no {outcome} vector checked");
     }
+}
+
+#[test]
+fn decode_reassembles_the_fragment_vectors() {
+    let fragmented: Vec<Vector> = vectors()
+        .into_iter()
+        .filter(|v| !v.packets.is_empty())
+        .collect();
+    assert!(fragmented.len() >= 4, "too few fragment vectors");
+    for v in &fragmented {
+        let lines = v.packets.join("\n") + "\n";
+        let (ok, stdout, stderr) = run_cli(&["decode"], Some(lines.as_bytes()));
+        let args: Vec<&str> = std::iter::once("decode")
+            .chain(v.packets.iter().map(String::as_str))
+            .collect();
+        let from_args = run_cli(&args, None);
+        assert_eq!(
+            (ok, &stdout, &stderr),
+            (from_args.0, &from_args.1, &from_args.2),
+            "{}: arguments and stdin lines disagree",
+            v.name
+        );
+        if v.expect == "valid" {
+            assert!(ok, "{}: {stderr}", v.name);
+            assert_eq!(stdout.lines().count(), 1, "{}: one frame: {stdout}", v.name);
+            check_decoded(v, &stdout);
+        } else {
+            assert!(!ok, "{}: accepted: {stdout}", v.name);
+            assert!(stdout.is_empty(), "{}: stdout {stdout:?}", v.name);
+            assert_eq!(stderr.lines().count(), 1, "{}: {stderr:?}", v.name);
+            assert!(
+                stderr.contains(&format!("({})", v.expect)),
+                "{}: stderr should name `{}`: {stderr}",
+                v.name,
+                v.expect
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_prints_one_line_per_frame_of_many() {
+    let frames: Vec<(Vector, String)> = whole_frames()
+        .into_iter()
+        .filter(|(v, _)| v.expect == "valid")
+        .collect();
+    let input: String = frames.iter().map(|(_, hex)| format!("{hex}\n\n")).collect();
+    let (ok, stdout, stderr) = run_cli(&["decode"], Some(input.as_bytes()));
+    assert!(ok, "decode of many frames failed: {stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), frames.len(), "one line per frame: {stdout}");
+    for ((v, _), line) in frames.iter().zip(lines) {
+        check_decoded(v, line);
+    }
+    // One bad packet among good ones: the good ones still print, the bad
+    // one gets its line on stderr, and the exit status says so.
+    let bad = whole_frames()
+        .into_iter()
+        .find(|(v, _)| v.expect == "bad_signature")
+        .expect("a bad_signature vector");
+    let input = format!("{}\n{}\n", frames[0].1, bad.1);
+    let (ok, stdout, stderr) = run_cli(&["decode"], Some(input.as_bytes()));
+    assert!(!ok);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stderr.contains("(bad_signature)"), "{stderr}");
+}
+
+#[test]
+fn encode_reproduces_every_valid_vector_from_its_json_and_key_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut checked = 0;
+    for v in vectors()
+        .iter()
+        .filter(|v| v.expect == "valid" && v.reencodes)
+    {
+        let (Some(seed), Some(json), Some(frame_hex)) = (&v.key, &v.json, &v.frame_hex) else {
+            continue;
+        };
+        // The key file format of §2: 64 hex digits and a newline.
+        let key = dir.path().join(format!("{}.key", v.name));
+        std::fs::write(&key, format!("{seed}\n")).expect("key file written");
+        let key_arg = key.to_str().expect("utf-8 path");
+        let (ok, stdout, stderr) = run_cli(
+            &["encode", "--key", key_arg],
+            Some(json.to_string().as_bytes()),
+        );
+        assert!(ok, "{}: encode failed: {stderr}", v.name);
+        assert_eq!(stdout.trim(), frame_hex, "{}: encode", v.name);
+        // device_id may be left out: the key supplies it.
+        let mut without_id = json.clone();
+        without_id
+            .as_object_mut()
+            .expect("object")
+            .remove("device_id");
+        let (ok, stdout, stderr) = run_cli(
+            &["encode", "--key", key_arg],
+            Some(without_id.to_string().as_bytes()),
+        );
+        assert!(ok, "{}: encode without device_id failed: {stderr}", v.name);
+        assert_eq!(
+            stdout.trim(),
+            frame_hex,
+            "{}: encode without device_id",
+            v.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 14, "only {checked} vectors re-encoded");
+}
+
+#[test]
+fn encode_explains_a_device_id_that_is_not_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("device.key");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let (ok, stdout, stderr) = run_cli(&["keygen", "--out", key_arg], None);
+    assert!(ok, "keygen failed: {stderr}");
+    let own = stdout.trim().to_string();
+    // As in the heartbeat specification's example.
+    let input = serde_json::json!({
+        "message_type": "receipt",
+        "device_id": "NODE_A",
+        "receipt_for": "22222222222222222222222222222222",
+        "status": "applied",
+    })
+    .to_string();
+    let (ok, stdout, stderr) = run_cli(&["encode", "--key", key_arg], Some(input.as_bytes()));
+    assert!(!ok, "encode signed for NODE_A: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    for want in ["NODE_A", "public key", "64 hex digits", own.as_str()] {
+        assert!(
+            stderr.contains(want),
+            "the error should say {want:?}: {stderr}"
+        );
+    }
+    // A field named twice: which value would be signed is not a guess.
+    let twice = r#"{"message_type":"receipt","receipt_for":"22222222222222222222222222222222","status":"applied","status":"rejected"}"#;
+    let (ok, stdout, stderr) = run_cli(&["encode", "--key", key_arg], Some(twice.as_bytes()));
+    assert!(!ok, "encode took a field named twice: {stdout}");
+    assert!(stderr.contains("\"status\" appears twice"), "{stderr}");
 }
 
 #[test]

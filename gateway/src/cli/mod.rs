@@ -33,7 +33,8 @@ enum Command {
     },
     /// The gateway with a simulated concentrator and devices: no hardware, no config needed.
     Demo(demo::DemoArgs),
-    /// Decode and verify one radio frame; prints its JSON form.
+    /// Decode and verify radio packets (whole frames or fragments, which are
+    /// reassembled); prints the JSON form of each frame, one per line.
     Decode {
         /// Input is base64 instead of hex.
         #[arg(long, conflicts_with = "hex")]
@@ -41,12 +42,13 @@ enum Command {
         /// Input is hex (the default).
         #[arg(long)]
         hex: bool,
-        /// The frame; read from stdin when absent.
-        frame: Option<String>,
+        /// One packet per argument; when absent, one packet per line of stdin.
+        packets: Vec<String>,
     },
     /// Sign the JSON form read on stdin; prints the frame.
     Encode {
-        /// Key file of the sender (its public key must equal `device_id`).
+        /// Key file of the sender: its public key is the `device_id` (filled
+        /// in when the JSON has none, which must otherwise be equal).
         #[arg(long)]
         key: PathBuf,
         /// Output base64 instead of hex.
@@ -76,7 +78,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run(&config),
         Command::Demo(args) => demo::demo(args),
-        Command::Decode { base64, frame, .. } => codec::decode(frame, base64),
+        Command::Decode {
+            base64, packets, ..
+        } => codec::decode(packets, base64),
         Command::Encode { key, base64, .. } => codec::encode(&key, base64),
         Command::Keygen { out } => codec::keygen(&out),
         Command::CheckConfig { file } => check_config(&file),

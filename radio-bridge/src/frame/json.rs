@@ -112,6 +112,74 @@ fn ids_to_json(ids: &[MsgId]) -> Value {
     ids.iter().map(hex::encode).collect::<Vec<_>>().into()
 }
 
+/// Parses JSON text into a value, refusing an object that names a member
+/// twice: serde_json would keep the last one silently, and which of two
+/// values gets signed must not be a guess.
+pub fn parse_text(text: &str) -> Result<Value, FrameError> {
+    serde_json::from_str::<Unique>(text)
+        .map(|u| u.0)
+        .map_err(|e| bad(&format!("not JSON, or not the JSON form: {e}")))
+}
+
+/// A JSON value whose objects have distinct member names.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut obj = Map::new();
+        while let Some((key, Unique(value))) = map.next_entry::<String, Unique>()? {
+            if obj.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "field {key:?} appears twice"
+                )));
+            }
+            obj.insert(key, value);
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
 /// A JSON form parsed back: the envelope, and the signature if it had one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedJson {

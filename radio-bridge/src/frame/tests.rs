@@ -257,6 +257,17 @@ fn json_rejects_unknown_fields_and_bad_values() {
     assert!(err.to_string().contains("power_state"), "{err}");
 }
 
+#[test]
+fn json_text_naming_a_field_twice_is_refused() {
+    let once = r#"{"a":{"b":1,"c":[true,null,"x",-1,1.5]}}"#;
+    assert_eq!(
+        super::json::parse_text(once).unwrap(),
+        serde_json::from_str::<serde_json::Value>(once).unwrap()
+    );
+    let err = super::json::parse_text(r#"{"a":{"b":1,"b":2}}"#).unwrap_err();
+    assert!(err.to_string().contains("\"b\" appears twice"), "{err}");
+}
+
 fn arb_id() -> impl Strategy<Value = [u8; 16]> {
     any::<[u8; 16]>()
 }
