@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use radio_bridge::frame::json::from_json;
+use radio_bridge::frame::json::{from_json, parse_text};
 use radio_bridge::frame::{DeviceId, Envelope, Frame, Message, MessageType, MsgId};
 use radio_bridge::identity::Identity;
 use radio_bridge::link::{unix_millis, RxMeta};
@@ -320,8 +320,10 @@ impl Mailbox {
     /// Either way the frame must be addressed to the topic's device and fit
     /// one LoRa packet.
     async fn build_frame(&self, device_id: DeviceId, payload: &[u8]) -> Result<Frame, String> {
-        let json: Value =
-            serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| format!("payload is not JSON: not UTF-8 ({e})"))?;
+        // A field named twice is refused, as by `encode` (protocol.md §5).
+        let json = parse_text(text).map_err(|e| format!("payload: {e}"))?;
         let obj = json
             .as_object()
             .ok_or("payload must be a JSON object (the JSON form, or {\"frame\": base64})")?;
