@@ -23,6 +23,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Benchmarks compare builds: `SEED_GATEWAY_BIN` runs another one.
+        if let Some(bin) = std::env::var_os("SEED_GATEWAY_BIN") {
+            return PathBuf::from(bin);
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -209,6 +213,11 @@ impl GatewayProcess {
             .unwrap_or_else(|| panic!("GET {path} failed; log:\n{}", self.log()));
         serde_json::from_str(&body.1)
             .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", body.1))
+    }
+
+    /// The process id, for reading its CPU time and memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running (not exited, not killed).
