@@ -246,6 +246,13 @@ impl GatewayProcess {
         }
     }
 
+    /// [`stop`](Self::stop), then the whole log, shutdown included.
+    pub async fn stop_and_log(self) -> (bool, String) {
+        let path = self.log_path.clone();
+        let clean = self.stop().await;
+        (clean, std::fs::read_to_string(path).unwrap_or_default())
+    }
+
     /// SIGKILL: what a power cut does to the process.
     pub fn kill(mut self) {
         let _ = self.child.kill();
