@@ -41,6 +41,15 @@ pub const ACK_BATCH_WINDOW: Duration = Duration::from_millis(50);
 /// one LoRa packet.
 pub const ACKS_PER_FRAME: usize = 8;
 
+/// Most ack ids waiting for airtime on one route. Acks are airtime-bound
+/// (8 ids per frame, about one frame a second at SF9), so under a flood
+/// the ids arrive far faster than they can go on air; unbounded, they
+/// were the gateway's memory growing with the load. At the bound the
+/// oldest id is let go: its device has been waiting for minutes, has
+/// retransmitted meanwhile (the store answers the repeat as a duplicate
+/// and it is acked again) or will, so nothing is lost, only an ack.
+pub const MAX_PENDING_ACKS: usize = 4096;
+
 /// How long a sync offer or the gateway's heartbeat waits behind
 /// downlinks before it goes next after the acks.
 pub const PROMOTE_AFTER: Duration = Duration::from_secs(120);
@@ -103,6 +112,9 @@ pub struct SchedulerStats {
     /// Frames dropped because they could never fit (outside every band,
     /// longer than the band's hourly budget).
     pub impossible_total: u64,
+    /// Ack ids let go unsent because [`MAX_PENDING_ACKS`] were already
+    /// waiting on their route (their devices retransmit and are acked then).
+    pub acks_overflowed_total: u64,
     pub queued: usize,
     pub duty_cycle: Option<DutyCycleSnapshot>,
 }
@@ -266,6 +278,13 @@ impl Scheduler {
                 });
                 if entry.seen.insert(msg_id) {
                     entry.ids.push_back(msg_id);
+                }
+                let overflowed = entry.ids.len() > MAX_PENDING_ACKS;
+                if overflowed {
+                    if let Some(oldest) = entry.ids.pop_front() {
+                        entry.seen.remove(&oldest);
+                    }
+                    self.bump(|s| s.acks_overflowed_total += 1);
                 }
             }
             TxRequest::Frame {
@@ -576,6 +595,40 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 20);
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_ack_ids_are_bounded_and_the_oldest_let_go() {
+        let (l, mut rx) = link("r0", 869_525_000);
+        let (s, handle, requests) =
+            Scheduler::new(Identity::from_seed([1; 32]), vec![l], Region::Eu868);
+        let id = |i: u32| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id
+        };
+        let extra = 100;
+        // Queued before the scheduler runs, so all arrive in one take.
+        for i in 0..(MAX_PENDING_ACKS as u32 + extra) {
+            handle.submit(TxRequest::Ack {
+                link: "r0".into(),
+                via: None,
+                msg_id: id(i),
+            });
+        }
+        let stop = CancellationToken::new();
+        tokio::spawn(s.run(requests, stop.clone()));
+        let first = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("an ack frame within a minute")
+            .expect("link channel open");
+        assert_eq!(
+            acked_ids(&first),
+            (extra..extra + 8).map(id).collect::<Vec<_>>(),
+            "the oldest ids beyond the bound were let go"
+        );
+        assert_eq!(handle.stats().acks_overflowed_total, u64::from(extra));
         stop.cancel();
     }
 

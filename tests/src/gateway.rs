@@ -23,6 +23,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Benchmarks compare builds: `SEED_GATEWAY_BIN` runs another one.
+        if let Some(bin) = std::env::var_os("SEED_GATEWAY_BIN") {
+            return PathBuf::from(bin);
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -211,6 +215,11 @@ impl GatewayProcess {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {}", body.1))
     }
 
+    /// The process id, for reading its CPU time and memory in /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running (not exited, not killed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -235,6 +244,13 @@ impl GatewayProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// [`stop`](Self::stop), then the whole log, shutdown included.
+    pub async fn stop_and_log(self) -> (bool, String) {
+        let path = self.log_path.clone();
+        let clean = self.stop().await;
+        (clean, std::fs::read_to_string(path).unwrap_or_default())
     }
 
     /// SIGKILL: what a power cut does to the process.

@@ -376,8 +376,12 @@ async fn sigterm_exits_cleanly_and_leaves_offline_state() {
     assert_eq!(summary.acked, 10, "simulator summary: {summary:?}");
     collect_transactions(&mut ups, &summary.acked_ids, DELIVERY_TIMEOUT).await;
 
-    let log_before = gw.log();
-    assert!(gw.stop().await, "SIGTERM must end the gateway with exit 0");
+    let (clean, log) = gw.stop_and_log().await;
+    assert!(clean, "SIGTERM must end the gateway with exit 0");
+    assert!(
+        !log.contains("Internet uplink lost"),
+        "a clean stop must not read like a failure; log:\n{log}"
+    );
     let got = states
         .collect_until(DELIVERY_TIMEOUT, "state offline", |got| {
             got.iter().any(|p| state_is(p, "offline"))
@@ -395,8 +399,8 @@ async fn sigterm_exits_cleanly_and_leaves_offline_state() {
     assert_eq!(body["state"], "offline", "retained state: {body}");
     assert_eq!(body["reason"], "shutdown", "retained state: {body}");
     assert!(
-        !log_before.contains("panicked"),
-        "the gateway panicked; log:\n{log_before}"
+        !log.contains("panicked"),
+        "the gateway panicked; log:\n{log}"
     );
 }
 

@@ -96,7 +96,10 @@ impl GatewayViewImpl {
                             if last_connected != Some(status.connected) {
                                 if status.connected {
                                     state.event("broker_up", "info", format!("Internet uplink connected to {}", status.broker));
-                                } else if last_connected.is_some() {
+                                } else if last_connected.is_some() && !status.stopped {
+                                    // (A clean stop closed it, SIGTERM or a reboot
+                                    // into an update: its log says "uplink stopped";
+                                    // not a failure to report.)
                                     let why = status.last_error.clone().unwrap_or_else(|| "connection lost".into());
                                     state.event("broker_down", "warn", format!("Internet uplink lost: {why}; messages are kept here"));
                                 }

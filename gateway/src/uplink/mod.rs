@@ -158,7 +158,9 @@ impl Uplink {
             window: Window::new(max_inflight),
             status: status_tx,
             incoming: incoming_tx,
-            read_ahead: max_inflight,
+            // Reads in pages of a few hundred rows: one read per message
+            // window was a store round trip every 64 messages.
+            read_ahead: (2 * max_inflight).max(256),
             mark_batch: (max_inflight / 4).max(1),
         };
         let task = tokio::spawn(publisher.run(

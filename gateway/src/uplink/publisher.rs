@@ -10,8 +10,14 @@
 //! everything unmarked is sent again.
 //!
 //! Two invariants keep the bookkeeping simple:
-//! - Marks are written before the next fetch. So a fetch never returns a seq
-//!   that was already acknowledged, even after a rewind.
+//! - A fetch never returns a seq that was already acknowledged. Fetches
+//!   start above every seq sent on the connection, so normally no mark can
+//!   be in their way and marking runs beside publishing (one batch of marks
+//!   at a time, awaited in the task's loop): under a flood of radio frames
+//!   the store writer is busy with fsynced commits and a mark waits for one,
+//!   and publishing must not wait with it. Only after a rewind (connection
+//!   lost) can a fetch reach back below an unmarked seq; then the marks are
+//!   written first.
 //! - Only this task sends publishes on a connection, so request order equals
 //!   packet-id assignment order.
 //!
@@ -19,6 +25,8 @@
 //! incoming publishes to the consumer, and runs the shutdown sequence.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -49,6 +57,21 @@ const STORE_RETRY: Duration = Duration::from_secs(1);
 const EVENT_BATCH: usize = 512;
 /// One-off publishes (heartbeat, receipts, OTA progress) outstanding at once.
 const MAX_EXTRAS_OUTSTANDING: usize = 8;
+
+/// A batch of publish marks the store is writing, and its seqs (kept to
+/// retry them if the write fails).
+struct Marking {
+    seqs: Vec<u64>,
+    write: Pin<Box<dyn Future<Output = Result<(), super::outbox::OutboxError>> + Send>>,
+}
+
+/// The answer to the marks being written; never ready when there are none.
+async fn marks_written(marking: &mut Option<Marking>) -> Result<(), super::outbox::OutboxError> {
+    match marking {
+        Some(m) => m.write.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// A one-off publish waiting for its PUBACK.
 pub(crate) struct ExtraRequest {
@@ -83,6 +106,8 @@ struct Run {
     ready: VecDeque<OutboxEntry>,
     /// PUBACKed seqs not yet marked in the store.
     acked: Vec<u64>,
+    /// Marks being written now (at most one batch at a time).
+    marking: Option<Marking>,
     /// A wake-up or a full page says the outbox may hold more than we sent.
     outbox_may_have_more: bool,
     /// No store calls before this instant (after a store error).
@@ -116,6 +141,7 @@ impl<O: Outbox> Publisher<O> {
             client: None,
             ready: VecDeque::new(),
             acked: Vec::new(),
+            marking: None,
             outbox_may_have_more: true,
             store_retry_at: None,
             store_failures: 0,
@@ -158,6 +184,11 @@ impl<O: Outbox> Publisher<O> {
                     Some(request) => self.start_extra(&mut run, request),
                     None => extras_open = false,
                 },
+                written = marks_written(&mut run.marking) => {
+                    if let Some(marking) = run.marking.take() {
+                        self.marked(&mut run, marking.seqs, written);
+                    }
+                }
                 _ = wake.notified() => run.outbox_may_have_more = true,
                 _ = fallback.tick() => run.outbox_may_have_more = true,
                 _ = tokio::time::sleep_until(run.next_state_at), if state_due => {
@@ -185,7 +216,7 @@ impl<O: Outbox> Publisher<O> {
         self.send_ready(run);
         self.publish_status(run);
         if run.acked.len() >= self.mark_batch || (idle && !run.acked.is_empty()) {
-            self.flush_marks(run).await;
+            self.start_marks(run);
         }
         self.read_ahead(run).await;
         self.send_ready(run);
@@ -204,12 +235,43 @@ impl<O: Outbox> Publisher<O> {
         run.store_retry_at.is_some_and(|at| Instant::now() < at)
     }
 
+    /// Starts writing the acknowledged seqs, unless a write is under way;
+    /// its answer comes back through the task's loop.
+    fn start_marks(&mut self, run: &mut Run) {
+        if run.marking.is_some() || run.acked.is_empty() || Self::store_blocked(run) {
+            return;
+        }
+        let seqs = std::mem::take(&mut run.acked);
+        let outbox = self.outbox.clone();
+        let batch = seqs.clone();
+        run.marking = Some(Marking {
+            seqs,
+            write: Box::pin(async move { outbox.mark_published(batch).await }),
+        });
+    }
+
+    /// Writes every acknowledged seq and waits for it (shutdown, rewinds).
     async fn flush_marks(&mut self, run: &mut Run) {
+        if let Some(marking) = run.marking.take() {
+            let written = marking.write.await;
+            self.marked(run, marking.seqs, written);
+        }
         if run.acked.is_empty() || Self::store_blocked(run) {
             return;
         }
         let seqs = std::mem::take(&mut run.acked);
-        match self.outbox.mark_published(seqs.clone()).await {
+        let written = self.outbox.mark_published(seqs.clone()).await;
+        self.marked(run, seqs, written);
+    }
+
+    /// Acts on the store's answer to a batch of marks.
+    fn marked(
+        &mut self,
+        run: &mut Run,
+        seqs: Vec<u64>,
+        written: Result<(), super::outbox::OutboxError>,
+    ) {
+        match written {
             Ok(()) => {
                 if run.store_failures > 0 {
                     info!(
@@ -236,7 +298,7 @@ impl<O: Outbox> Publisher<O> {
                     );
                 }
                 run.store_failures += 1;
-                run.acked = seqs;
+                run.acked.extend(seqs);
                 run.store_retry_at = Some(Instant::now() + STORE_RETRY);
             }
         }
@@ -247,14 +309,26 @@ impl<O: Outbox> Publisher<O> {
         let wanted = run.client.is_some()
             && run.outbox_may_have_more
             && !run.stopping
-            // Marks first: a fetch must never return an acknowledged seq.
-            && run.acked.is_empty()
             && !Self::store_blocked(run)
             && run.ready.len() <= self.read_ahead / 2;
         if !wanted {
             return;
         }
         let after = run.ready.back().map_or(self.window.cursor(), |e| e.seq);
+        let unmarked_above = |seqs: &[u64]| seqs.iter().any(|seq| *seq > after);
+        if unmarked_above(&run.acked)
+            || run
+                .marking
+                .as_ref()
+                .is_some_and(|m| unmarked_above(&m.seqs))
+        {
+            // After a rewind: marks first, a fetch must never return an
+            // acknowledged seq.
+            self.flush_marks(run).await;
+            if !run.acked.is_empty() || Self::store_blocked(run) {
+                return;
+            }
+        }
         let limit = self.read_ahead - run.ready.len();
         let entries = match self.outbox.pending(after, limit).await {
             Ok(entries) => entries,
@@ -603,6 +677,7 @@ impl<O: Outbox> Publisher<O> {
         }
         run.client = None;
         run.st.connected = false;
+        run.st.stopped = true;
         run.st.downlinks_subscribed = false;
         run.st.since_ms = now_ms();
         run.st.inflight = 0;

@@ -35,6 +35,10 @@ pub struct UplinkStatus {
     pub damaged_total: u64,
     /// Downlink/OTA publishes dropped because their topic was malformed.
     pub incoming_malformed_total: u64,
+    /// The uplink was stopped on purpose (the gateway is shutting down):
+    /// `connected` is false because we closed the connection, not because
+    /// it was lost.
+    pub stopped: bool,
     /// Successful connections since start.
     pub connects_total: u64,
     /// Outbox messages sent and waiting for their PUBACK.

@@ -140,7 +140,7 @@ impl GwmpLink {
     /// A link whose socket is bound now, so a bind error surfaces to the
     /// caller and [`local_addr`](Self::local_addr) is known (port 0 in tests).
     pub async fn bind(config: GwmpConfig) -> io::Result<GwmpLink> {
-        let socket = UdpSocket::bind(config.bind).await?;
+        let socket = bind_socket(config.bind).await?;
         Ok(GwmpLink {
             config,
             counters: Arc::default(),
@@ -254,7 +254,7 @@ impl Driver {
         transmit: &mut mpsc::Receiver<Transmit>,
     ) -> Option<UdpSocket> {
         loop {
-            match UdpSocket::bind(self.config.bind).await {
+            match bind_socket(self.config.bind).await {
                 Ok(socket) => return Some(socket),
                 Err(error) => {
                     let reason = format!("cannot bind UDP {}: {error}", self.config.bind);
@@ -626,4 +626,37 @@ fn describe(window: Duration) -> String {
     } else {
         format!("{} ms", window.as_millis())
     }
+}
+
+/// Receive buffer asked for: a burst of datagrams while ingest is busy
+/// committing queues here instead of being dropped by the kernel (the
+/// default, about 200 KiB, holds a few hundred). The kernel caps it at
+/// `net.core.rmem_max`; as root the cap is lifted (`SO_RCVBUFFORCE`).
+const RECEIVE_BUFFER_BYTES: libc::c_int = 4 << 20;
+
+/// Binds the server socket with a large receive buffer (best effort: a
+/// smaller buffer only means drops under a flood, which the forwarder's
+/// devices recover from by retransmitting).
+async fn bind_socket(addr: std::net::SocketAddr) -> io::Result<UdpSocket> {
+    use std::os::fd::AsRawFd;
+    let socket = UdpSocket::bind(addr).await?;
+    let fd = socket.as_raw_fd();
+    let size = RECEIVE_BUFFER_BYTES;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a plain setsockopt on a socket we own, with a c_int value
+        // of the size we pass.
+        let done = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if done {
+            break;
+        }
+    }
+    Ok(socket)
 }
