@@ -17,7 +17,8 @@
 //! (`NAME::x86_64`, `NAME::aarch64`: the same image built for
 //! `qemu-system-aarch64 -M virt` with a cross-built gateway) and boots its
 //! own guest (tens of seconds under emulation). Boot times are printed as
-//! benchmark figures, never asserted.
+//! benchmark figures, never asserted; one ignored test is a benchmark only
+//! (the gateway's memory with 100,000 queued messages, docs/benchmarks.md).
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -578,3 +579,91 @@ async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped(ar
     );
 }
 on_each_arch!(an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped);
+
+/// `gateway/examples/fill_store` (built when missing): fills a data
+/// directory with queued transactions on the host.
+fn fill_store(dir: &std::path::Path, count: u64) {
+    let root = seed_e2e::qemu::repo_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let example = target.join("release/examples/fill_store");
+    if !example.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "seed-gateway",
+                "--example",
+                "fill_store",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the fill_store example failed");
+    }
+    let output = std::process::Command::new(&example)
+        .arg(dir)
+        .arg(count.to_string())
+        .output()
+        .expect("run fill_store");
+    assert!(
+        output.status.success(),
+        "fill_store failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A benchmark, not part of the test command (one more boot per
+/// architecture, and the store takes a while to fill):
+///
+///     cargo test -p seed-e2e --test qemu_boot -- --ignored --nocapture resident_memory
+///
+/// The gateway in the guest with 100,000 queued messages in its store (made
+/// on the host, as `docs/benchmarks.md` "Memory and idle CPU" makes it) and
+/// no broker to drain them: its resident memory once the status page
+/// answers and again a minute later, printed; that it reports every
+/// message queued, asserted.
+async fn resident_memory_with_100000_queued_messages(arch: Arch) {
+    const QUEUED: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("data");
+    fill_store(&staging.join("seed-gateway"), QUEUED);
+    std::fs::write(
+        staging.join("seed-gateway/config.toml"),
+        "[gateway]\ndata_dir = \"/data/seed-gateway\"\nlog_level = \"info\"\n\
+         [http]\nbind = \"0.0.0.0:8080\"\n\
+         [[link]]\nname = \"sx1302\"\ntype = \"gwmp\"\nbind = \"127.0.0.1:1700\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data.img");
+    seed_e2e::qemu::ext4_image_of(&staging, &data, "data", "256M");
+
+    let mut guest = Guest::boot(&GuestOptions::new(arch, &data)).await;
+    let boot = guest.wait_status_page().await;
+    report(arch, "first boot with 100,000 queued messages", &boot);
+    let (_, status) = guest.http_get(STATUS_PATH).await.expect("status answers");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status is JSON");
+    assert_eq!(
+        status["uplink"]["backlog"], QUEUED,
+        "the store made on the host is not the gateway's backlog: {status}"
+    );
+    let pid = gateway_pid(&mut guest).await;
+    let memory = format!("grep -e VmRSS -e VmHWM /proc/{pid}/status | tr -s ' \\t' ' '");
+    let at_start = guest.shell_ok(&memory).await;
+    guest.shell_ok("sleep 60").await;
+    let idle = guest.shell_ok(&memory).await;
+    println!(
+        "benchmark: {}: gateway with {QUEUED} queued messages, no broker: {} at the first status page; {} a minute later",
+        arch.name(),
+        at_start.trim().replace('\n', ", "),
+        idle.trim().replace('\n', ", ")
+    );
+    guest.poweroff().await;
+}
+
+on_each_arch!(
+    #[ignore = "benchmark: cargo test -p seed-e2e --test qemu_boot -- --ignored --nocapture resident_memory"]
+    resident_memory_with_100000_queued_messages
+);
