@@ -6,7 +6,12 @@
 #
 # Usage: image/boot.sh [options] [-- extra qemu arguments]
 #
-#   --out DIR            image directory (default image/out, or $SEED_IMAGE_OUT)
+#   --arch ARCH          x86_64 (qemu-system-x86_64 -M pc) or aarch64
+#                        (qemu-system-aarch64 -M virt -cpu cortex-a57); default
+#                        $SEED_IMAGE_ARCH or x86_64. Build the image first with
+#                        image/build.sh --arch ARCH
+#   --out DIR            image directory (default $SEED_IMAGE_OUT, or
+#                        image/out for x86_64 and image/out-aarch64 for aarch64)
 #   --data FILE          data disk (default OUT/data.img); created blank
 #                        (256 MiB, formatted by the guest) when absent
 #   --http-port PORT     host port forwarded to the status page, guest port
@@ -41,7 +46,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="${SEED_IMAGE_OUT:-${here}/out}"
+arch="${SEED_IMAGE_ARCH:-x86_64}"
+out="${SEED_IMAGE_OUT:-}"
 data=
 disk=
 http_port=8080
@@ -58,6 +64,7 @@ extra=()
 
 while [ $# -gt 0 ]; do
 	case "$1" in
+	--arch) arch="$2"; shift 2 ;;
 	--out) out="$2"; shift 2 ;;
 	--data) data="$2"; shift 2 ;;
 	--disk) disk="$2"; shift 2 ;;
@@ -77,8 +84,21 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+# The machine: its QEMU, the board's serial console, and where the image is.
+case "${arch}" in
+x86_64)
+	qemu=qemu-system-x86_64 machine=(-M pc) console=ttyS0 default_out="${here}/out" ;;
+aarch64 | arm64)
+	# -M virt with a Cortex-A57 (the Pi 4's A72 is the same ARMv8-A
+	# generation); the kernel is loaded directly, no firmware. PCI virtio
+	# devices and the i6300esb watchdog work on its PCIe bus as on a PC.
+	qemu=qemu-system-aarch64 machine=(-M virt -cpu cortex-a57) console=ttyAMA0 default_out="${here}/out-aarch64" ;;
+*) echo "boot.sh: unknown architecture '${arch}' (x86_64 or aarch64)" >&2; exit 2 ;;
+esac
+out="${out:-${default_out}}"
+
 for f in vmlinuz initramfs.cpio.gz disk.img; do
-	[ -e "${out}/${f}" ] || { echo "boot.sh: no ${out}/${f}; run image/build.sh first" >&2; exit 1; }
+	[ -e "${out}/${f}" ] || { echo "boot.sh: no ${out}/${f}; run image/build.sh --arch ${arch} first" >&2; exit 1; }
 done
 data="${data:-${out}/data.img}"
 disk="${disk:-${out}/disk.img}"
@@ -89,7 +109,7 @@ disk="${disk:-${out}/disk.img}"
 # when the CPU really has virtualisation extensions.
 accel=tcg
 cpus=1
-if [ -w /dev/kvm ] && grep -qw -e vmx -e svm /proc/cpuinfo; then
+if [ "${arch}" = "$(uname -m)" ] && [ -w /dev/kvm ] && grep -qw -e vmx -e svm /proc/cpuinfo; then
 	accel=kvm
 	cpus=2
 fi
@@ -110,9 +130,9 @@ done
 
 # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
 args=(
-	-M pc -accel "${accel}" -m "${memory}" -smp "${cpus}"
+	"${machine[@]}" -accel "${accel}" -m "${memory}" -smp "${cpus}"
 	-kernel "${out}/vmlinuz" -initrd "${out}/initramfs.cpio.gz"
-	-append "console=ttyS0 root=/dev/vda1 ro seed.data=/dev/vdb quiet panic=10 ${append}"
+	-append "console=${console} root=/dev/vda1 ro seed.data=/dev/vdb quiet panic=10 ${append}"
 	-drive "file=${disk},if=virtio,format=raw,snapshot=${snapshot}"
 	-drive "file=${data},if=virtio,format=raw"
 	-netdev "${netdev}" -device virtio-net-pci,netdev=net0
@@ -142,4 +162,4 @@ else
 	args+=(-nographic -serial mon:stdio)
 fi
 
-exec qemu-system-x86_64 "${args[@]}" "${extra[@]}"
+exec "${qemu}" "${args[@]}" "${extra[@]}"

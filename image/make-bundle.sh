@@ -11,7 +11,8 @@
 #                   too (rauc reads it; RAUC_PKCS11_MODULE/RAUC_PKCS11_PIN).
 #   --compatible    must equal [system] compatible= of the target's
 #                   /etc/rauc/system.conf: seed-gateway-qemu-x86_64,
-#                   seed-gateway-rpi4 or seed-gateway-rpi0-2w
+#                   seed-gateway-qemu-aarch64, seed-gateway-rpi4 or
+#                   seed-gateway-rpi0-2w
 #   --version       the version of this update; written into the bundle's
 #                   manifest AND into /etc/os-release (VERSION_ID) of the
 #                   bundled root filesystem, so that the version the

@@ -1,8 +1,14 @@
 //! The appliance under test: the QEMU test image of `image/` booted from the
 //! host, with the handles a black-box test needs.
 //!
-//! - [`ensure_image`] runs `image/build.sh` once per test process (the script
-//!   itself is idempotent and takes a lock, so parallel test binaries are safe).
+//! - [`Arch`]: the image is built and booted for x86_64 (`-M pc`) or arm64
+//!   (`qemu-system-aarch64 -M virt`, the appliance's real architecture, with
+//!   a cross-built gateway and Debian's arm64 packages). A test takes the
+//!   architecture as a parameter; [`on_each_arch!`](crate::on_each_arch)
+//!   makes one `#[test]` of it per architecture.
+//! - [`ensure_image`] runs `image/build.sh --arch ARCH` once per test
+//!   process and architecture (the script itself is idempotent and takes a
+//!   lock, so parallel test binaries are safe).
 //! - [`Guest::boot`] runs `image/boot.sh`: QEMU under software emulation (KVM
 //!   is not usable on the test machines), the status page forwarded to a free
 //!   host port, the RNode link and a debug shell on virtio-serial ports.
@@ -55,27 +61,66 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where `image/build.sh` puts the image (`$SEED_IMAGE_OUT` or `image/out`).
-pub fn image_dir() -> PathBuf {
-    std::env::var_os("SEED_IMAGE_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("image/out"))
+/// The architecture of a test image, and of the QEMU machine that boots it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// `qemu-system-x86_64 -M pc`: the development convenience.
+    X86_64,
+    /// `qemu-system-aarch64 -M virt -cpu cortex-a57`: the architecture of the
+    /// Raspberry Pi 4 and Zero 2 W the appliance ships for.
+    Aarch64,
 }
 
-/// Builds the test image, once per process; later calls return the first
-/// outcome. Panics with the script's output when the build fails.
-pub fn ensure_image() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let outcome = BUILT.get_or_init(|| {
+impl Arch {
+    /// The name `image/build.sh --arch` and `image/boot.sh --arch` take.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// RAUC's `[system] compatible=` of this architecture's test image: a
+    /// bundle for one is refused by the other.
+    pub const fn compatible(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "seed-gateway-qemu-x86_64",
+            Arch::Aarch64 => "seed-gateway-qemu-aarch64",
+        }
+    }
+}
+
+/// Where `image/build.sh` puts the image of `arch`: `$SEED_IMAGE_OUT` or
+/// `image/out` for x86_64, `$SEED_IMAGE_OUT_AARCH64` or `image/out-aarch64`
+/// for arm64.
+pub fn image_dir(arch: Arch) -> PathBuf {
+    let (variable, default) = match arch {
+        Arch::X86_64 => ("SEED_IMAGE_OUT", "image/out"),
+        Arch::Aarch64 => ("SEED_IMAGE_OUT_AARCH64", "image/out-aarch64"),
+    };
+    std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(default))
+}
+
+/// Builds the test image of `arch`, once per process; later calls return
+/// the first outcome. Panics with the script's output when the build fails.
+pub fn ensure_image(arch: Arch) -> PathBuf {
+    static BUILT: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let outcome = BUILT[arch as usize].get_or_init(|| {
         let output = std::process::Command::new("bash")
             .arg(repo_root().join("image/build.sh"))
+            .arg("--arch")
+            .arg(arch.name())
+            .env("SEED_IMAGE_OUT", image_dir(arch))
             .output()
             .map_err(|e| format!("cannot run image/build.sh: {e}"))?;
         if output.status.success() {
-            Ok(image_dir())
+            Ok(image_dir(arch))
         } else {
             Err(format!(
-                "image/build.sh failed ({}):\n{}{}",
+                "image/build.sh --arch {} failed ({}):\n{}{}",
+                arch.name(),
                 output.status,
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
@@ -86,6 +131,36 @@ pub fn ensure_image() -> PathBuf {
         Ok(dir) => dir.clone(),
         Err(message) => panic!("{message}"),
     }
+}
+
+/// Makes a test `async fn NAME(arch: Arch)` into one `#[tokio::test]` per
+/// architecture, `NAME::x86_64` and `NAME::aarch64` (so `cargo test aarch64`
+/// runs the arm64 ones). Attributes before the name go to both tests;
+/// after `aarch64:`, to the arm64 one only.
+///
+/// ```ignore
+/// on_each_arch!(first_boot_serves_the_status_page);
+/// on_each_arch!(#[ignore = "a benchmark"] resident_memory);
+/// on_each_arch!(kiosk_wifi, aarch64: #[ignore = "not in CI on arm64"]);
+/// ```
+#[macro_export]
+macro_rules! on_each_arch {
+    ($(#[$both:meta])* $test:ident $(, aarch64: $(#[$aarch64_only:meta])*)?) => {
+        mod $test {
+            #[tokio::test(flavor = "multi_thread")]
+            $(#[$both])*
+            async fn x86_64() {
+                super::$test($crate::qemu::Arch::X86_64).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            $(#[$both])*
+            $($(#[$aarch64_only])*)?
+            async fn aarch64() {
+                super::$test($crate::qemu::Arch::Aarch64).await
+            }
+        }
+    };
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; QEMU binds it right after).
@@ -108,6 +183,7 @@ pub enum RnodeHost {
 /// What to boot.
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
+    pub arch: Arch,
     /// The data disk. Missing: created blank (the guest formats it). The same
     /// file again: the next power-on of the same appliance.
     pub data_disk: PathBuf,
@@ -126,8 +202,9 @@ pub struct GuestOptions {
 }
 
 impl GuestOptions {
-    pub fn new(data_disk: impl Into<PathBuf>) -> GuestOptions {
+    pub fn new(arch: Arch, data_disk: impl Into<PathBuf>) -> GuestOptions {
         GuestOptions {
+            arch,
             data_disk: data_disk.into(),
             rnode: RnodeHost::Socket,
             memory_mb: 512,
@@ -194,7 +271,7 @@ impl Guest {
     /// Powers on the test image (building it first if needed). Returns once
     /// QEMU runs; the guest is still booting (see [`Guest::wait_status_page`]).
     pub async fn boot(options: &GuestOptions) -> Guest {
-        let image = ensure_image();
+        let image = ensure_image(options.arch);
         let work_dir = tempfile::Builder::new()
             .prefix("seed-qemu-")
             .tempdir()
@@ -204,6 +281,8 @@ impl Guest {
         let mut command = Command::new("bash");
         command
             .arg(repo_root().join("image/boot.sh"))
+            .arg("--arch")
+            .arg(options.arch.name())
             .arg("--out")
             .arg(&image)
             .arg("--data")
@@ -599,11 +678,11 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .flatten()
 }
 
-/// A copy of the image's system disk (`disk.img`: both root filesystem
-/// slots and the boot state) at `path`, for a guest that writes to it
-/// ([`GuestOptions::system_disk`]). Sparse: the empty slot costs nothing.
-pub fn writable_system_disk(path: &Path) -> PathBuf {
-    let image = ensure_image();
+/// A copy of the system disk (`disk.img`: both root filesystem slots and
+/// the boot state) of `arch`'s image at `path`, for a guest that writes to
+/// it ([`GuestOptions::system_disk`]). Sparse: the empty slot costs nothing.
+pub fn writable_system_disk(arch: Arch, path: &Path) -> PathBuf {
+    let image = ensure_image(arch);
     let status = std::process::Command::new("cp")
         .arg("--sparse=always")
         .arg(image.join("disk.img"))

@@ -19,10 +19,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::qemu::{image_dir, repo_root};
+use crate::qemu::{image_dir, repo_root, Arch};
 
-/// The `[system] compatible=` of the QEMU test image.
-pub const QEMU_COMPATIBLE: &str = "seed-gateway-qemu-x86_64";
+/// The `[system] compatible=` of the x86_64 QEMU test image (each
+/// architecture's: [`Arch::compatible`]).
+pub const QEMU_COMPATIBLE: &str = Arch::X86_64.compatible();
 
 /// A test CA and a signing certificate it issued (`image/test-keys.sh`).
 #[derive(Debug, Clone)]
@@ -56,10 +57,11 @@ impl TestKeys {
         TestKeys::in_dir(dir)
     }
 
-    /// The keys whose CA `image/build.sh` baked into the QEMU image's
-    /// keyring (made by the build; call [`crate::qemu::ensure_image`] first).
-    pub fn of_test_image() -> TestKeys {
-        let keys = TestKeys::in_dir(&image_dir().join("test-keys"));
+    /// The keys whose CA `image/build.sh` baked into the keyring of `arch`'s
+    /// QEMU image (made by the build; call [`crate::qemu::ensure_image`]
+    /// first).
+    pub fn of_test_image(arch: Arch) -> TestKeys {
+        let keys = TestKeys::in_dir(&image_dir(arch).join("test-keys"));
         assert!(
             keys.signing_key.exists(),
             "no {}: the test image was built with SEED_RAUC_KEYRING, whose key the tests do not have",

@@ -13,16 +13,21 @@
 //! password left on the card's boot partition from a PC is taken once and
 //! wiped.
 //!
-//! Each test boots its own guest (tens of seconds under emulation). Boot
-//! times are printed as benchmark figures, never asserted.
+//! Each test runs on both architectures of the test image
+//! (`NAME::x86_64`, `NAME::aarch64`: the same image built for
+//! `qemu-system-aarch64 -M virt` with a cross-built gateway) and boots its
+//! own guest (tens of seconds under emulation). Boot times are printed as
+//! benchmark figures, never asserted; one ignored test is a benchmark only
+//! (the gateway's memory with 100,000 queued messages, docs/benchmarks.md).
 
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::time::Duration;
 
 use seed_e2e::mosquitto::{Mosquitto, MosquittoOptions, Subscriber};
+use seed_e2e::on_each_arch;
 use seed_e2e::qemu::{
-    data_disk_with, fat_boot_partition, fat_files, BootTime, Guest, GuestOptions, RnodeHost,
+    data_disk_with, fat_boot_partition, fat_files, Arch, BootTime, Guest, GuestOptions, RnodeHost,
     STATUS_PATH,
 };
 use seed_e2e::simulate::Simulation;
@@ -32,9 +37,10 @@ use web_ui::auth::password::{verify_password, Verdict};
 /// waits 1 s after the first crash; the rest is emulated start-up time).
 const RESTART_LIMIT: Duration = Duration::from_secs(60);
 
-fn report(label: &str, boot: &BootTime) {
+fn report(arch: Arch, label: &str, boot: &BootTime) {
     println!(
-        "benchmark: {label}: power-on to status page: {:.1} s wall, {:.1} s guest uptime{}",
+        "benchmark: {}: {label}: power-on to status page: {:.1} s wall, {:.1} s guest uptime{}",
+        arch.name(),
         boot.wall.as_secs_f64(),
         boot.guest_uptime.as_secs_f64(),
         boot.feeder_uptime
@@ -60,13 +66,12 @@ async fn gateway_pid(guest: &mut Guest) -> String {
     pid
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn first_boot_formats_data_serves_status_page_and_restarts_a_killed_gateway() {
+async fn first_boot_formats_data_serves_status_page_and_restarts_a_killed_gateway(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
-    let options = GuestOptions::new(dir.path().join("data.img"));
+    let options = GuestOptions::new(arch, dir.path().join("data.img"));
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("first boot (blank data disk)", &boot);
+    report(arch, "first boot (blank data disk)", &boot);
 
     // The root filesystem is read-only at run time; /data is the writable
     // ext4 partition, formatted on this first boot.
@@ -136,18 +141,19 @@ async fn first_boot_formats_data_serves_status_page_and_restarts_a_killed_gatewa
     }
     let back = guest.wait_for_200(STATUS_PATH, RESTART_LIMIT).await;
     println!(
-        "benchmark: gateway killed (-9): status page back {:.1} s after the new process started",
+        "benchmark: {}: gateway killed (-9): status page back {:.1} s after the new process started",
+        arch.name(),
         back.as_secs_f64()
     );
     wait_for_log(&mut guest, "seed-gateway exited with status 137").await;
 
     guest.poweroff().await;
 }
+on_each_arch!(first_boot_formats_data_serves_status_page_and_restarts_a_killed_gateway);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn power_cut_keeps_the_data_partition_and_the_box_boots_again() {
+async fn power_cut_keeps_the_data_partition_and_the_box_boots_again(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
-    let options = GuestOptions::new(dir.path().join("data.img"));
+    let options = GuestOptions::new(arch, dir.path().join("data.img"));
 
     let mut guest = Guest::boot(&options).await;
     guest.wait_status_page().await;
@@ -160,7 +166,7 @@ async fn power_cut_keeps_the_data_partition_and_the_box_boots_again() {
 
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("boot after a power cut", &boot);
+    report(arch, "boot after a power cut", &boot);
     let mounts = guest.shell_ok("cat /proc/mounts").await;
     assert!(
         mounts
@@ -189,6 +195,7 @@ async fn power_cut_keeps_the_data_partition_and_the_box_boots_again() {
 
     guest.poweroff().await;
 }
+on_each_arch!(power_cut_keeps_the_data_partition_and_the_box_boots_again);
 
 /// Three simulated radios (mac80211_hwsim): phy0 is the box's wlan0, phy1
 /// becomes a village Wi-Fi network (its own network namespace), phy2 a
@@ -264,10 +271,9 @@ fn phone_report(output: &str, key: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kiosk_wifi_leads_phones_to_the_status_page_and_joins_an_uplink() {
+async fn kiosk_wifi_leads_phones_to_the_status_page_and_joins_an_uplink(arch: Arch) {
     let dir = tempfile::tempdir().unwrap();
-    let mut guest = Guest::boot(&GuestOptions::new(dir.path().join("data.img"))).await;
+    let mut guest = Guest::boot(&GuestOptions::new(arch, dir.path().join("data.img"))).await;
     guest.wait_status_page().await;
     let (status, body) = guest
         .http_get("/api/v1/status")
@@ -337,6 +343,7 @@ async fn kiosk_wifi_leads_phones_to_the_status_page_and_joins_an_uplink() {
 
     guest.poweroff().await;
 }
+on_each_arch!(kiosk_wifi_leads_phones_to_the_status_page_and_joins_an_uplink);
 
 /// The message ids (`msg_id`) of uplink publications.
 fn uplink_ids(publications: &[rumqttc::Publish]) -> HashSet<String> {
@@ -347,8 +354,7 @@ fn uplink_ids(publications: &[rumqttc::Publish]) -> HashSet<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes() {
+async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes(arch: Arch) {
     const DEVICES: u64 = 4;
     const MESSAGES: u64 = 10;
     let broker = Mosquitto::start(MosquittoOptions::new()).await;
@@ -388,11 +394,11 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
     );
     let data = dir.path().join("data.img");
     data_disk_with(&data, &[("seed-gateway/config.toml", &config)]);
-    let options = GuestOptions::new(&data).rnode(RnodeHost::Serial(rnode.clone()));
+    let options = GuestOptions::new(arch, &data).rnode(RnodeHost::Serial(rnode.clone()));
 
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("boot with a configured uplink", &boot);
+    report(arch, "boot with a configured uplink", &boot);
     // With its only link, the emulated RNode, detected and configured, the
     // gateway reports itself healthy.
     guest
@@ -419,7 +425,7 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
     // published.
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("boot after a power cut mid-stream", &boot);
+    report(arch, "boot after a power cut mid-stream", &boot);
 
     let summary = simulate.finish(Duration::from_secs(900)).await;
     let acked: HashSet<String> = summary.acked_ids.iter().cloned().collect();
@@ -452,9 +458,9 @@ async fn radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes
 
     guest.poweroff().await;
 }
+on_each_arch!(radio_messages_reach_mqtt_and_nothing_acked_is_lost_when_the_power_goes);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk() {
+async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk(arch: Arch) {
     // As on a freshly flashed SD card: the image's data partition is small
     // and blank, the card behind it much larger.
     const DISK_SECTORS: u64 = 256 * 2048;
@@ -478,10 +484,10 @@ async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk() {
     }
     assert!(sfdisk.wait().unwrap().success(), "sfdisk failed");
 
-    let options = GuestOptions::new(&data).kernel_append("seed.data=/dev/vdb1");
+    let options = GuestOptions::new(arch, &data).kernel_append("seed.data=/dev/vdb1");
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("first boot growing a partition", &boot);
+    report(arch, "first boot growing a partition", &boot);
 
     let size: u64 = guest
         .shell_ok("cat /sys/class/block/vdb1/size")
@@ -515,9 +521,9 @@ async fn first_boot_grows_the_data_partition_to_the_end_of_the_disk() {
     assert!(log.contains("is blank: formatting it ext4"), "{log}");
     guest.poweroff().await;
 }
+on_each_arch!(first_boot_grows_the_data_partition_to_the_end_of_the_disk);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped() {
+async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped(arch: Arch) {
     // What a technician does on a PC after flashing: one text file on the
     // card's FAT partition, the one every OS can open.
     const PASSWORD: &str = "kiosk keeper 2026 sunrise";
@@ -527,10 +533,11 @@ async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped() 
         &boot_partition,
         &[("seed-admin-password.txt", &format!("{PASSWORD}\r\n"))],
     );
-    let options = GuestOptions::new(dir.path().join("data.img")).boot_partition(&boot_partition);
+    let options =
+        GuestOptions::new(arch, dir.path().join("data.img")).boot_partition(&boot_partition);
     let mut guest = Guest::boot(&options).await;
     let boot = guest.wait_status_page().await;
-    report("first boot taking an admin password", &boot);
+    report(arch, "first boot taking an admin password", &boot);
 
     let (code, page) = guest
         .http_get("/admin/login")
@@ -571,3 +578,92 @@ async fn an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped() 
         "the password's bytes are still on the boot partition"
     );
 }
+on_each_arch!(an_admin_password_left_on_the_boot_partition_is_taken_once_and_wiped);
+
+/// `gateway/examples/fill_store` (built when missing): fills a data
+/// directory with queued transactions on the host.
+fn fill_store(dir: &std::path::Path, count: u64) {
+    let root = seed_e2e::qemu::repo_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let example = target.join("release/examples/fill_store");
+    if !example.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "seed-gateway",
+                "--example",
+                "fill_store",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the fill_store example failed");
+    }
+    let output = std::process::Command::new(&example)
+        .arg(dir)
+        .arg(count.to_string())
+        .output()
+        .expect("run fill_store");
+    assert!(
+        output.status.success(),
+        "fill_store failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A benchmark, not part of the test command (one more boot per
+/// architecture, and the store takes a while to fill):
+///
+///     cargo test -p seed-e2e --test qemu_boot -- --ignored --nocapture resident_memory
+///
+/// The gateway in the guest with 100,000 queued messages in its store (made
+/// on the host, as `docs/benchmarks.md` "Memory and idle CPU" makes it) and
+/// no broker to drain them: its resident memory once the status page
+/// answers and again a minute later, printed; that it reports every
+/// message queued, asserted.
+async fn resident_memory_with_100000_queued_messages(arch: Arch) {
+    const QUEUED: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("data");
+    fill_store(&staging.join("seed-gateway"), QUEUED);
+    std::fs::write(
+        staging.join("seed-gateway/config.toml"),
+        "[gateway]\ndata_dir = \"/data/seed-gateway\"\nlog_level = \"info\"\n\
+         [http]\nbind = \"0.0.0.0:8080\"\n\
+         [[link]]\nname = \"sx1302\"\ntype = \"gwmp\"\nbind = \"127.0.0.1:1700\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data.img");
+    seed_e2e::qemu::ext4_image_of(&staging, &data, "data", "256M");
+
+    let mut guest = Guest::boot(&GuestOptions::new(arch, &data)).await;
+    let boot = guest.wait_status_page().await;
+    report(arch, "first boot with 100,000 queued messages", &boot);
+    let (_, status) = guest.http_get(STATUS_PATH).await.expect("status answers");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status is JSON");
+    assert_eq!(
+        status["uplink"]["backlog"], QUEUED,
+        "the store made on the host is not the gateway's backlog: {status}"
+    );
+    let pid = gateway_pid(&mut guest).await;
+    let memory = format!("grep -e VmRSS -e VmHWM /proc/{pid}/status | tr -s ' \\t' ' '");
+    let at_start = guest.shell_ok(&memory).await;
+    guest.shell_ok("sleep 60").await;
+    let idle = guest.shell_ok(&memory).await;
+    println!(
+        "benchmark: {}: gateway with {QUEUED} queued messages, no broker: {} at the first status page; {} a minute later",
+        arch.name(),
+        at_start.trim().replace('\n', ", "),
+        idle.trim().replace('\n', ", ")
+    );
+    guest.poweroff().await;
+}
+
+on_each_arch!(
+    #[ignore = "benchmark: cargo test -p seed-e2e --test qemu_boot -- --ignored --nocapture resident_memory"]
+    resident_memory_with_100000_queued_messages
+);

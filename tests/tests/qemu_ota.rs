@@ -15,6 +15,10 @@
 //! reports `rolled_back`. What was written to /data before the updates is
 //! still there at the end.
 //!
+//! The story runs for both architectures of the test image
+//! (`...::x86_64`, `...::aarch64`): the arm64 image's bundles carry its own
+//! compatible, `seed-gateway-qemu-aarch64`, and the cross-built gateway.
+//!
 //! The cost is boots under software emulation: five reboots after the
 //! first boot. The time of each phase is printed as a benchmark figure,
 //! never asserted.
@@ -24,13 +28,14 @@ use std::time::Duration;
 
 use seed_e2e::bundle_server::{BundleServer, Served};
 use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
+use seed_e2e::on_each_arch;
 use seed_e2e::ota_reports::{reports_until, sha256_hex};
 use seed_e2e::qemu::{
-    data_disk_with, ensure_image, image_dir, writable_system_disk, Guest, GuestOptions, STATUS_PATH,
+    data_disk_with, ensure_image, image_dir, writable_system_disk, Arch, Guest, GuestOptions,
+    STATUS_PATH,
 };
 use seed_e2e::rauc::{
     ext4_replace, flip_byte, info, make_bundle, manifest_of, small_rootfs, TestKeys,
-    QEMU_COMPATIBLE,
 };
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -172,19 +177,20 @@ async fn wait_up(guest: &mut Guest) {
     guest.wait_for_200(STATUS_PATH, UP_LIMIT).await;
 }
 
-fn phase(label: &str, started: Instant) {
+fn phase(arch: Arch, label: &str, started: Instant) {
     println!(
-        "benchmark: OTA {label}: {:.1} s wall",
+        "benchmark: {}: OTA {label}: {:.1} s wall",
+        arch.name(),
         started.elapsed().as_secs_f64()
     );
 }
 
 /// A copy of the image's root filesystem whose gateway exits 1 at once.
-fn broken_rootfs(dir: &Path) -> std::path::PathBuf {
+fn broken_rootfs(arch: Arch, dir: &Path) -> std::path::PathBuf {
     let rootfs = dir.join("broken-rootfs.ext4");
     let status = std::process::Command::new("cp")
         .arg("--sparse=always")
-        .arg(image_dir().join("rootfs.ext4"))
+        .arg(image_dir(arch).join("rootfs.ext4"))
         .arg(&rootfs)
         .status()
         .expect("run cp");
@@ -198,12 +204,12 @@ fn broken_rootfs(dir: &Path) -> std::path::PathBuf {
     rootfs
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
+async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it(arch: Arch) {
     let total = Instant::now();
-    ensure_image();
+    let image = ensure_image(arch);
+    let compatible = arch.compatible();
     let dir = tempfile::tempdir().unwrap();
-    let keys = TestKeys::of_test_image();
+    let keys = TestKeys::of_test_image(arch);
 
     // The updates, signed with the key of the image's test keyring.
     let bundles = dir.path().join("bundles");
@@ -211,22 +217,22 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     let started = Instant::now();
     let v2 = make_bundle(
         &keys,
-        QEMU_COMPATIBLE,
+        compatible,
         "2.0.0",
-        None,
+        Some(&image.join("rootfs.ext4")),
         &bundles.join("seed-2.0.0.raucb"),
     );
-    let broken = broken_rootfs(dir.path());
+    let broken = broken_rootfs(arch, dir.path());
     let v3 = make_bundle(
         &keys,
-        QEMU_COMPATIBLE,
+        compatible,
         "3.0.0",
         Some(&broken),
         &bundles.join("seed-3.0.0.raucb"),
     );
     assert_eq!(
         manifest_of(&info(&keys.ca_cert, &v3)),
-        (QEMU_COMPATIBLE.to_string(), "3.0.0".to_string())
+        (compatible.to_string(), "3.0.0".to_string())
     );
     // A payload byte changed: the signature still verifies, device-mapper
     // verity catches it while the slot is written. And one for another board.
@@ -240,7 +246,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         Some(&small_rootfs(&dir.path().join("small.ext4"), "1.0.0")),
         &bundles.join("for-a-pi.raucb"),
     );
-    phase("bundles made on the host", started);
+    phase(arch, "bundles made on the host", started);
     let server = BundleServer::start("127.0.0.1:0".parse().unwrap()).await;
     let mut files = std::collections::HashMap::new();
     for (name, path) in [
@@ -262,12 +268,12 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         &[("seed-gateway/config.toml", &guest_config(broker.port()))],
     );
     let started = Instant::now();
-    let options =
-        GuestOptions::new(&data).system_disk(writable_system_disk(&dir.path().join("disk.img")));
+    let options = GuestOptions::new(arch, &data)
+        .system_disk(writable_system_disk(arch, &dir.path().join("disk.img")));
     let mut guest = Guest::boot(&options).await;
     guest.wait_status_page().await;
     assert_eq!(guest.wait_boot(1, REBOOT_LIMIT).await, "A");
-    phase("first boot", started);
+    phase(arch, "first boot", started);
     let base_version = version_id(&mut guest).await;
     assert!(!base_version.is_empty(), "no VERSION_ID in /etc/os-release");
     let (booted, _) = rauc_status(&mut guest).await;
@@ -331,7 +337,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     assert!(
         report["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("seed-gateway-rpi4") && r.contains(QEMU_COMPATIBLE)),
+            .is_some_and(|r| r.contains("seed-gateway-rpi4") && r.contains(compatible)),
         "{report}"
     );
     assert_untouched(&mut guest, "a bundle for another board").await;
@@ -352,7 +358,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         "{report}"
     );
     assert_untouched(&mut guest, "a tampered bundle").await;
-    phase("a refused and a failed update", started);
+    phase(arch, "a refused and a failed update", started);
 
     // --- update 2.0.0 into B, the gateway reboots, B confirms itself -----------
     let started = Instant::now();
@@ -385,7 +391,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         "the guest did not fetch the bundle from the host: {:?}",
         server.requests()
     );
-    phase("download and install 2.0.0", started);
+    phase(arch, "download and install 2.0.0", started);
 
     let started = Instant::now();
     assert_eq!(
@@ -410,7 +416,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     assert_eq!(state, "installed", "{reports:?}");
     assert_eq!(report["running_version"], "2.0.0", "{report}");
     assert_eq!(report["slot"], "B", "{report}");
-    phase("reboot into 2.0.0, health check, mark-good", started);
+    phase(arch, "reboot into 2.0.0, health check, mark-good", started);
     wait_up(&mut guest).await;
     assert_eq!(version_id(&mut guest).await, "2.0.0");
     assert_ne!(base_version, "2.0.0");
@@ -463,7 +469,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
         .await;
     assert_eq!(last_state(&reports).0, "rebooting", "{reports:?}");
     assert_eq!(last_state(&reports).1["slot"], "A", "{reports:?}");
-    phase("download and install 3.0.0", started);
+    phase(arch, "download and install 3.0.0", started);
 
     let started = Instant::now();
     for try_number in 1..=TRIES {
@@ -486,6 +492,7 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     assert_eq!(report["version"], "3.0.0", "{report}");
     assert_eq!(report["running_version"], "2.0.0", "{report}");
     phase(
+        arch,
         "three unconfirmed trial boots of 3.0.0, the rollback and its report",
         started,
     );
@@ -540,5 +547,6 @@ async fn an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it() {
     );
     assert_eq!(guest.booted_slots(), ["A", "B", "A", "A", "A", "B"]);
     guest.poweroff().await;
-    phase("whole test", total);
+    phase(arch, "whole test", total);
 }
+on_each_arch!(an_update_is_confirmed_on_trial_and_a_broken_one_rolls_back_to_it);
