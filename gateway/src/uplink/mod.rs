@@ -62,7 +62,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const DRIVER_EVENT_CAPACITY: usize = 4096;
 
 /// Topics for one-off publishes outside the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtraTopic {
     /// `heartbeat`: the gateway's own signed heartbeat.
     Heartbeat,
@@ -70,6 +70,9 @@ pub enum ExtraTopic {
     Receipt,
     /// `ota/progress`.
     OtaProgress,
+    /// A topic the caller built with [`Topics`]: rows relayed for a
+    /// neighbour gateway go to that gateway's tree (`crate::peering`).
+    Exact(String),
 }
 
 /// Why a one-off publish was not acknowledged.
