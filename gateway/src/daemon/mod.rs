@@ -106,7 +106,7 @@ impl Running {
     }
 
     /// Trusted neighbour gateways: links, custody figures, refusals.
-    pub fn peering(&self) -> crate::peering::PeeringView {
+    pub fn peering(&self) -> web_ui::Peers {
         self.peering.snapshot()
     }
 
@@ -367,7 +367,8 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
             config.clone(),
         )
         .with_reassembly(reassembly)
-        .with_ota(ota.clone()),
+        .with_ota(ota.clone())
+        .with_peering(peering.clone()),
     );
     let http_addr = {
         let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {

@@ -40,7 +40,7 @@ use crate::config::{PeerSection, PeeringSection};
 use crate::store::Store;
 use crate::uplink::{ExtraPublisher, UplinkStatus};
 
-pub use status::{PeerView, PeeringState, PeeringView};
+pub use status::PeeringState;
 
 /// Either side sends its status at least this often; a link silent for
 /// [`SILENCE_LIMIT`] is considered dead.

@@ -1,75 +1,18 @@
 //! What the peering tasks know about each neighbour, for the status page,
-//! `/api/v1/peers` and `/metrics`. Written by the link tasks, read by the
-//! web UI as snapshots; the mutex is never held across an `.await`.
+//! `/api/v1/peers` and `/metrics` (the shapes are web-ui's [`Peers`]).
+//! Written by the link tasks, read as snapshots; the mutex is never held
+//! across an `.await`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use radio_bridge::link::unix_millis;
-use serde::Serialize;
-
-/// One direction of the link with a neighbour.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct LinkView {
-    pub connected: bool,
-    /// When `connected` last changed, ms since the Unix epoch.
-    pub since_ms: Option<u64>,
-    /// Why the link is down or last went down, as a sentence.
-    pub last_error: Option<String>,
-    pub last_error_ms: Option<u64>,
-}
-
-/// One neighbour as the status page shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PeerView {
-    pub name: String,
-    pub gateway_id: String,
-    pub address: String,
-    /// The link we dial: our rows go to the neighbour over it.
-    pub outbound: LinkView,
-    /// The link the neighbour dials: its rows come to us over it.
-    pub inbound: LinkView,
-    /// The neighbour's uplink as it last told us; `None` before it did.
-    pub peer_uplink_up: Option<bool>,
-    /// The neighbour is holding this many of our rows (as it last told us).
-    pub held_by_peer: u64,
-    /// We hold this many rows for the neighbour, not yet published.
-    pub held_for_peer: u64,
-    /// Our rows the neighbour took into custody (acknowledged).
-    pub handed_over_total: u64,
-    /// Our rows the neighbour refused (e.g. its store was full).
-    pub refused_by_peer_total: u64,
-    /// The neighbour's rows our broker acknowledged on its topics.
-    pub relayed_for_peer_total: u64,
-    /// Of our rows, we are streaming them to this neighbour now.
-    pub custody_active: bool,
-}
-
-/// A connection that was turned away.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Refusal {
-    pub at_ms: u64,
-    pub from: String,
-    /// `unlisted_key`, `wrong_key`, `handshake`, `unsupported_version`.
-    pub reason: &'static str,
-    pub text: String,
-}
-
-/// Everything the peering layer shows.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct PeeringView {
-    /// Where neighbours connect to us; `None` when `[peering] bind` is unset.
-    pub bind: Option<String>,
-    pub peers: Vec<PeerView>,
-    /// Connections refused, by reason.
-    pub refused_total: BTreeMap<&'static str, u64>,
-    pub last_refusal: Option<Refusal>,
-}
+use web_ui::{Peer, PeerRefusal, Peers};
 
 #[derive(Debug, Default)]
 pub struct PeeringState {
-    view: Mutex<PeeringView>,
+    view: Mutex<Peers>,
 }
 
 fn now_ms() -> u64 {
@@ -77,43 +20,36 @@ fn now_ms() -> u64 {
 }
 
 impl PeeringState {
+    /// `peers`: (name, gateway id, address) in config order.
     pub fn new(bind: Option<SocketAddr>, peers: Vec<(String, String, String)>) -> PeeringState {
         let peers = peers
             .into_iter()
-            .map(|(name, gateway_id, address)| PeerView {
+            .map(|(name, gateway_id, address)| Peer {
                 name,
                 gateway_id,
                 address,
-                outbound: LinkView::default(),
-                inbound: LinkView::default(),
-                peer_uplink_up: None,
-                held_by_peer: 0,
-                held_for_peer: 0,
-                handed_over_total: 0,
-                refused_by_peer_total: 0,
-                relayed_for_peer_total: 0,
-                custody_active: false,
+                ..Peer::default()
             })
             .collect();
         PeeringState {
-            view: Mutex::new(PeeringView {
+            view: Mutex::new(Peers {
                 bind: bind.map(|b| b.to_string()),
                 peers,
-                ..PeeringView::default()
+                ..Peers::default()
             }),
         }
     }
 
-    pub fn snapshot(&self) -> PeeringView {
+    pub fn snapshot(&self) -> Peers {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, PeeringView> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Peers> {
         self.view.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Changes one neighbour's entry (by index in the config's order).
-    pub fn update(&self, peer: usize, change: impl FnOnce(&mut PeerView)) {
+    pub fn update(&self, peer: usize, change: impl FnOnce(&mut Peer)) {
         if let Some(view) = self.lock().peers.get_mut(peer) {
             change(view);
         }
@@ -152,13 +88,13 @@ impl PeeringState {
         });
     }
 
-    pub fn refused(&self, from: String, reason: &'static str, text: String) {
+    pub fn refused(&self, from: String, reason: &str, text: String) {
         let mut view = self.lock();
-        *view.refused_total.entry(reason).or_default() += 1;
-        view.last_refusal = Some(Refusal {
+        *view.refused_total.entry(reason.to_string()).or_default() += 1;
+        view.last_refusal = Some(PeerRefusal {
             at_ms: now_ms(),
             from,
-            reason,
+            reason: reason.to_string(),
             text,
         });
     }

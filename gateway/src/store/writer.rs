@@ -104,12 +104,16 @@ impl Request {
     }
 
     /// Whether losing this write in a power cut would lose something. Only
-    /// publish marks can be lost: the rows are then published again, an
+    /// publish marks (ours, and the release of rows relayed for a
+    /// neighbour) can be lost: the rows are then published again, an
     /// ordinary QoS-1 duplicate the backend drops by msg_id. Everything
     /// else (acked radio messages, downlinks acked to the broker, mailbox
     /// states, meta) must be on disk before the caller hears "done".
     fn must_survive_power_loss(&self) -> bool {
-        !matches!(self, Request::MarkPublished { .. })
+        !matches!(
+            self,
+            Request::MarkPublished { .. } | Request::CustodyRelease { .. }
+        )
     }
 }
 
