@@ -266,3 +266,72 @@ async fn an_unlisted_gateway_is_refused_and_a_wrong_key_is_named() {
     assert_no_panic(&b);
     assert_no_panic(&c);
 }
+
+#[tokio::test]
+async fn with_both_uplinks_down_nothing_moves_and_the_origin_resumes_by_itself() {
+    let dir = data_dir();
+    let mut broker_a = Mosquitto::start(MosquittoOptions::new()).await;
+    let mut broker_b = Mosquitto::start(MosquittoOptions::new()).await;
+    let mut p = pair(dir.path(), &broker_b);
+    p.a.mqtt_url = Some(broker_a.url());
+    let topic = format!("seed/v1/gw/{}/up/transaction", p.a_id);
+    let mut direct = Subscriber::persistent(broker_a.observer_port(), "e2e-peer-own", &topic).await;
+    let mut relayed =
+        Subscriber::persistent(broker_b.observer_port(), "e2e-peer-relayed", &topic).await;
+    broker_a.stop().await;
+    broker_b.stop().await;
+    let b = GatewayProcess::start(&p.b).await;
+    let a = GatewayProcess::start(&p.a).await;
+
+    // Neither kiosk has internet: the messages stay where they were acked.
+    let first = Simulation::gwmp(p.a.gwmp, 2, 20)
+        .seed(1)
+        .spawn()
+        .finish(SIM_TIMEOUT)
+        .await;
+    assert_eq!(first.acked, first.sent, "{first:?}");
+    let peers = wait_peers(&a, DELIVERY_TIMEOUT, "b saying its uplink is down", |v| {
+        v["peers"][0]["outbound"]["connected"] == true && v["peers"][0]["peer_uplink_up"] == false
+    })
+    .await;
+    assert_eq!(first_peer(&peers, "handed_over_total"), 0, "{peers}");
+    let status = a.api("/api/v1/status").await;
+    assert!(
+        status["uplink"]["backlog"].as_u64().unwrap_or(0) >= first.acked,
+        "the acked messages must still be in a's outbox: {status}"
+    );
+
+    // The school gets its internet back: the market's messages go through it.
+    broker_b.restart().await;
+    expect_relayed(&mut relayed, &first.acked_ids, &p.b_id).await;
+
+    // The market's own internet returns: it publishes by itself again.
+    broker_a.restart().await;
+    wait_peers(&a, DELIVERY_TIMEOUT, "custody to end", |v| {
+        v["peers"][0]["custody_active"] == false
+    })
+    .await;
+    wait_status(&a, DELIVERY_TIMEOUT, "a's own uplink", |s| {
+        s["uplink"]["connected"] == true
+    })
+    .await;
+    let second = Simulation::gwmp(p.a.gwmp, 2, 20)
+        .seed(2)
+        .spawn()
+        .finish(SIM_TIMEOUT)
+        .await;
+    assert_eq!(second.acked, second.sent, "{second:?}");
+    let got = collect_transactions(&mut direct, &second.acked_ids, DELIVERY_TIMEOUT).await;
+    for publish in got
+        .iter()
+        .filter(|p| second.acked_ids.contains(&common::msg_id(p)))
+    {
+        assert!(
+            body(publish).get("relayed_by").is_none(),
+            "a published its own message through b after its uplink returned: {}",
+            String::from_utf8_lossy(&publish.payload)
+        );
+    }
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}

@@ -25,6 +25,9 @@ pub mod status;
 pub mod tls;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
