@@ -226,6 +226,17 @@ pub struct ExtraPublisher(mpsc::Sender<ExtraRequest>);
 impl ExtraPublisher {
     /// See [`Uplink::publish`].
     pub async fn publish(&self, topic: ExtraTopic, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.enqueue(topic, payload).await?.await
+    }
+
+    /// Hands a publish to the uplink and returns the wait for its PUBACK,
+    /// so a caller can keep several outstanding that are sent in the order
+    /// they were enqueued (the relay of `crate::peering` does).
+    pub async fn enqueue(
+        &self,
+        topic: ExtraTopic,
+        payload: Vec<u8>,
+    ) -> Result<impl std::future::Future<Output = Result<(), PublishError>>, PublishError> {
         let (done, result) = oneshot::channel();
         let request = ExtraRequest {
             topic,
@@ -236,7 +247,7 @@ impl ExtraPublisher {
             .send(request)
             .await
             .map_err(|_| PublishError::Stopped)?;
-        result.await.unwrap_or(Err(PublishError::Stopped))
+        Ok(async move { result.await.unwrap_or(Err(PublishError::Stopped)) })
     }
 }
 
