@@ -335,3 +335,42 @@ async fn with_both_uplinks_down_nothing_moves_and_the_origin_resumes_by_itself()
     assert_no_panic(&a);
     assert_no_panic(&b);
 }
+
+/// The school kiosk's status page, in a real headless Chromium, shows the
+/// market kiosk as a connected neighbour whose messages it relays.
+#[tokio::test]
+async fn the_status_page_shows_the_neighbour() {
+    if let Some(why) = seed_e2e::browser::unavailable() {
+        eprintln!("SKIPPED: needs Chromium: {why}");
+        return;
+    }
+    let dir = data_dir();
+    let broker = Mosquitto::start(MosquittoOptions::new()).await;
+    let p = pair(dir.path(), &broker);
+    let b = GatewayProcess::start(&p.b).await;
+    let a = GatewayProcess::start(&p.a).await;
+    Simulation::gwmp(p.a.gwmp, 1, 5)
+        .spawn()
+        .finish(SIM_TIMEOUT)
+        .await;
+    wait_peers(&b, DELIVERY_TIMEOUT, "a message relayed", |v| {
+        first_peer(v, "relayed_for_peer_total") >= 5
+    })
+    .await;
+
+    let browser = seed_e2e::browser::Browser::start().await;
+    browser.goto(&format!("http://{}/", p.b.http)).await;
+    let line = browser
+        .wait_until(
+            "the market kiosk as a connected neighbour",
+            "var e = document.querySelector('#peer-market'); \
+             return !document.getElementById('peers').hidden && e && \
+             e.textContent.indexOf('market: connected') === 0 && \
+             e.textContent.indexOf('relayed for it') > 0 ? e.textContent : null;",
+        )
+        .await;
+    println!("neighbour line: {line}");
+    browser.quit().await;
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}

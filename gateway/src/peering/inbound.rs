@@ -90,7 +90,7 @@ async fn serve(
     let outcome = async {
         let holding = holding_for(&shared, &origin).await;
         super::send_hello(&mut stream, shared.own_state(holding)).await?;
-        let _theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
+        let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
             .await
             .map_err(|_| "no hello within the time limit".to_string())?
             .inspect_err(|e| {
@@ -101,6 +101,9 @@ async fn serve(
                 }
             })?;
         shared.state.link_up(index, false);
+        shared
+            .state
+            .update(index, |v| v.peer_uplink_up = Some(theirs.uplink_up));
         take_custody(&shared, index, stream).await
     }
     .await;
@@ -131,7 +134,9 @@ async fn take_custody(
             }
         };
         match message {
-            Message::Status { .. } => {}
+            Message::Status { status } => shared
+                .state
+                .update(index, |v| v.peer_uplink_up = Some(status.uplink_up)),
             Message::Rows { rows } => {
                 let mut entries = Vec::with_capacity(rows.len());
                 for row in &rows {
