@@ -183,8 +183,8 @@ mod tests {
     }
 
     /// The test vector of docs/peering.md §3.
-    #[test]
-    fn hello_matches_the_documented_bytes() {
+    #[tokio::test]
+    async fn hello_matches_the_documented_bytes() {
         let hello = Message::Hello {
             versions: vec![1],
             software: "0.1.0".into(),
@@ -193,11 +193,11 @@ mod tests {
                 holding_for_you: 0,
             },
         };
-        let json = serde_json::to_string(&hello).unwrap();
-        assert_eq!(
-            json,
-            r#"{"type":"hello","versions":[1],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0}}"#
-        );
+        let mut frame = Vec::new();
+        write_message(&mut frame, &hello).await.unwrap();
+        let body = r#"{"type":"hello","versions":[1],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0}}"#;
+        assert_eq!(&frame[..4], &[0, 0, 0, 0x62]);
+        assert_eq!(std::str::from_utf8(&frame[4..]).unwrap(), body);
     }
 
     #[tokio::test]
