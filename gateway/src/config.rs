@@ -38,6 +38,11 @@ pub struct Config {
     /// Absent: over-the-air updates are off; update commands are refused
     /// with a reason on `ota/progress`.
     pub ota: Option<OtaSection>,
+    /// Trusted neighbour gateways (`docs/peering.md`).
+    #[serde(default)]
+    pub peering: PeeringSection,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +415,67 @@ fn default_health_timeout() -> u64 {
     300
 }
 
+/// `[peering]`: how this gateway meets its trusted neighbours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeeringSection {
+    /// Where neighbours connect to hand this gateway their messages.
+    /// Absent: no neighbour can hand messages to us (we can still hand
+    /// ours to them).
+    pub bind: Option<SocketAddr>,
+    /// How long our own uplink must have been down before the outbox is
+    /// handed to a neighbour whose uplink is up.
+    #[serde(default = "default_custody_after")]
+    pub custody_after_s: u64,
+    /// Messages handed over and not yet acknowledged, at most.
+    #[serde(default = "default_custody_window")]
+    pub window: u32,
+}
+
+impl Default for PeeringSection {
+    fn default() -> Self {
+        PeeringSection {
+            bind: None,
+            custody_after_s: default_custody_after(),
+            window: default_custody_window(),
+        }
+    }
+}
+
+fn default_custody_after() -> u64 {
+    60
+}
+fn default_custody_window() -> u32 {
+    64
+}
+
+/// `[[peer]]`: one trusted neighbour gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// Shown on the status page and in logs.
+    pub name: String,
+    /// `host:port` of the neighbour's `[peering] bind`.
+    pub address: String,
+    /// The neighbour's gateway id: its ed25519 public key, 64 hex digits
+    /// (`seed-gateway keygen` prints it; the status page shows it).
+    pub gateway_id: String,
+}
+
+impl PeerSection {
+    /// The 32-byte public key (valid after [`Config::parse`]).
+    pub fn key(&self) -> Option<[u8; 32]> {
+        parse_gateway_id(&self.gateway_id)
+    }
+}
+
+/// A gateway id as 32 bytes: 64 hex digits naming an ed25519 point.
+pub fn parse_gateway_id(text: &str) -> Option<[u8; 32]> {
+    let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?;
+    Some(bytes)
+}
+
 /// A configuration problem, located in the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {key}: {message}")]
@@ -523,6 +589,7 @@ impl Config {
                 format!("{} is not a percentage", self.power.low_battery_percent),
             ));
         }
+        self.validate_peers(&fail)?;
         let mut names = std::collections::HashSet::new();
         for link in &self.links {
             if !names.insert(link.name()) {
@@ -552,6 +619,72 @@ impl Config {
                     "link",
                     "coding_rate",
                     format!("{} is not 5..=8 (4/5 .. 4/8)", p.coding_rate),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_peers(
+        &self,
+        fail: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let p = &self.peering;
+        if p.custody_after_s == 0 {
+            return Err(fail(
+                "peering",
+                "custody_after_s",
+                "must be at least 1".into(),
+            ));
+        }
+        if !(1..=4096).contains(&p.window) {
+            return Err(fail(
+                "peering",
+                "window",
+                format!("{} is not 1..=4096", p.window),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for peer in &self.peers {
+            if peer.name.trim().is_empty() {
+                return Err(fail("peer", "name", "must not be empty".into()));
+            }
+            if !names.insert(peer.name.as_str()) {
+                return Err(fail(
+                    "peer",
+                    "name",
+                    format!("two peers are named {:?}", peer.name),
+                ));
+            }
+            let port_ok = peer
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(fail(
+                    "peer",
+                    "address",
+                    format!("{:?} is not host:port", peer.address),
+                ));
+            }
+            let Some(key) = peer.key() else {
+                return Err(fail(
+                    "peer",
+                    "gateway_id",
+                    format!(
+                        "{:?} is not a gateway id (64 hex digits of an ed25519 public key)",
+                        peer.gateway_id
+                    ),
+                ));
+            };
+            if !keys.insert(key) {
+                return Err(fail(
+                    "peer",
+                    "gateway_id",
+                    format!("two peers have the gateway id {}", peer.gateway_id),
                 ));
             }
         }
@@ -701,6 +834,45 @@ bind = "127.0.0.1:1700"
         );
         let e = Config::parse("[mailbox]\nretry_max_ms = 5\n", "c.toml").unwrap_err();
         assert_eq!(e.key, "mailbox.retry_max_ms", "{e}");
+    }
+
+    const PEER_ID: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn peers_parse_with_defaults() {
+        let c = Config::parse("", "c.toml").unwrap();
+        assert!(c.peers.is_empty());
+        assert_eq!(c.peering.bind, None);
+        assert_eq!((c.peering.custody_after_s, c.peering.window), (60, 64));
+        let text = format!(
+            "[peering]\nbind = \"0.0.0.0:7700\"\n[[peer]]\nname = \"school\"\naddress = \"10.0.0.2:7700\"\ngateway_id = \"{PEER_ID}\"\n"
+        );
+        let c = Config::parse(&text, "c.toml").unwrap();
+        assert_eq!(c.peering.bind.unwrap().port(), 7700);
+        assert_eq!(c.peers[0].name, "school");
+        assert_eq!(hex::encode(c.peers[0].key().unwrap()), PEER_ID);
+    }
+
+    #[test]
+    fn bad_peers_name_key_and_line() {
+        let text = "[[peer]]\nname = \"a\"\naddress = \"h:1\"\ngateway_id = \"abcd\"\n";
+        let e = Config::parse(text, "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "peer.gateway_id"), "{e}");
+        let text =
+            format!("[[peer]]\nname = \"a\"\naddress = \"nowhere\"\ngateway_id = \"{PEER_ID}\"\n");
+        let e = Config::parse(&text, "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "peer.address"), "{e}");
+        let text =
+            format!("[[peer]]\nname = \"a\"\naddres = \"h:1\"\ngateway_id = \"{PEER_ID}\"\n");
+        let e = Config::parse(&text, "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "peer.addres"), "{e}");
+        let e = Config::parse("[peering]\nwindow = 0\n", "c.toml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "peering.window"), "{e}");
+        let twice = format!(
+            "[[peer]]\nname = \"a\"\naddress = \"h:1\"\ngateway_id = \"{PEER_ID}\"\n[[peer]]\nname = \"b\"\naddress = \"h:2\"\ngateway_id = \"{PEER_ID}\"\n"
+        );
+        let e = Config::parse(&twice, "c.toml").unwrap_err();
+        assert_eq!(e.key, "peer.gateway_id", "{e}");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
 //! - [`ota`]: over-the-air updates with RAUC: command, download, checks,
 //!   install, reboot, health check, rollback report.
+//! - [`peering`]: trusted neighbour gateways: the authenticated link and
+//!   custody of each other's outbox.
 //! - [`logs`]: recent log lines kept in memory, and the system log's tail, for the
 //!   diagnostic bundle.
 //! - [`cli`]: the subcommands of the `seed-gateway` binary.
@@ -27,6 +29,7 @@ pub mod ingest;
 pub mod logs;
 pub mod neighbors;
 pub mod ota;
+pub mod peering;
 pub mod scheduler;
 pub mod shutdown;
 pub mod state;

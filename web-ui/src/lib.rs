@@ -10,6 +10,7 @@
 //! - [`wording`]: the status in a kiosk keeper's words ("Internet: offline for 3 h, ...").
 //! - `routes`: the URL map, security headers, [`bind`] and [`serve`].
 //! - `api`: `/api/v1/status`, `/api/v1/neighbors`, `/api/v1/queue`, `/healthz`.
+//! - [`peers`]: `/api/v1/peers`, trusted neighbour gateways.
 //! - `events`: `/api/v1/events`, server-sent events for the live page.
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 //! - `page` (+ `page/`): the status page's HTML, JS and CSS, compiled in.
@@ -25,6 +26,7 @@ mod events;
 pub mod metrics;
 pub mod model;
 mod page;
+pub mod peers;
 pub mod provider;
 mod routes;
 pub mod wording;
@@ -32,5 +34,6 @@ pub mod wording;
 pub use api::{strip_credentials, NeighborsDocument, QueueDocument, StatusDocument};
 pub use auth::password::{hash_password, HashError};
 pub use model::*;
+pub use peers::{Peer, PeerLink, PeerRefusal, Peers};
 pub use provider::{AdminAction, DiagnosticBundle, GatewayView};
 pub use routes::{bind, router, serve, FORM_BODY_LIMIT};

@@ -12,13 +12,17 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use crate::model::{now_ms, Liveness, Neighbor, Status};
+use crate::peers::Peers;
 use crate::routes::{AppState, ProviderFailed};
 
 const CONTENT_TYPE_VALUE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub async fn handler(State(state): State<AppState>) -> Result<Response, ProviderFailed> {
-    let (status, neighbors) = state.ask(|view| (view.status(), view.neighbors())).await?;
-    let body = render(&status, &neighbors, now_ms());
+    let (status, neighbors, peers) = state
+        .ask(|view| (view.status(), view.neighbors(), view.peers()))
+        .await?;
+    let mut body = render(&status, &neighbors, now_ms());
+    body.push_str(&render_peers(&peers));
     Ok(([(CONTENT_TYPE, CONTENT_TYPE_VALUE)], body).into_response())
 }
 
@@ -134,6 +138,84 @@ pub fn render(status: &Status, neighbors: &[Neighbor], now_ms: u64) -> String {
         out.sample("seed_mailbox_messages", &[("state", state)], count as f64);
     }
 
+    out.text
+}
+
+/// The `seed_peer_*` families (none without neighbours configured).
+pub fn render_peers(peers: &Peers) -> String {
+    let mut out = Exposition {
+        text: String::new(),
+    };
+    if peers.peers.is_empty() && peers.refused_total.is_empty() {
+        return out.text;
+    }
+    type Figure = fn(&crate::peers::Peer) -> f64;
+    let families: [(&str, Kind, &str, Figure); 7] = [
+        (
+            "seed_peer_outbound_connected",
+            Kind::Gauge,
+            "1 while the link we dial to the neighbour is up.",
+            |p| f64::from(u8::from(p.outbound.connected)),
+        ),
+        (
+            "seed_peer_inbound_connected",
+            Kind::Gauge,
+            "1 while the link the neighbour dials to us is up.",
+            |p| f64::from(u8::from(p.inbound.connected)),
+        ),
+        (
+            "seed_peer_held_for_peer",
+            Kind::Gauge,
+            "The neighbour's messages this gateway holds, not yet published.",
+            |p| p.held_for_peer as f64,
+        ),
+        (
+            "seed_peer_held_by_peer",
+            Kind::Gauge,
+            "This gateway's messages the neighbour holds, as it last said.",
+            |p| p.held_by_peer as f64,
+        ),
+        (
+            "seed_peer_handed_over_total",
+            Kind::Counter,
+            "This gateway's messages the neighbour took into custody.",
+            |p| p.handed_over_total as f64,
+        ),
+        (
+            "seed_peer_refused_by_peer_total",
+            Kind::Counter,
+            "This gateway's messages the neighbour refused (kept here).",
+            |p| p.refused_by_peer_total as f64,
+        ),
+        (
+            "seed_peer_relayed_for_peer_total",
+            Kind::Counter,
+            "The neighbour's messages this gateway's broker acknowledged.",
+            |p| p.relayed_for_peer_total as f64,
+        ),
+    ];
+    for (name, kind, help, figure) in families {
+        out.family(name, kind, help);
+        for peer in &peers.peers {
+            out.sample(
+                name,
+                &[("peer", &peer.name), ("gateway_id", &peer.gateway_id)],
+                figure(peer),
+            );
+        }
+    }
+    out.family(
+        "seed_peer_connections_refused_total",
+        Kind::Counter,
+        "Neighbour connections turned away, by reason.",
+    );
+    for (reason, count) in &peers.refused_total {
+        out.sample(
+            "seed_peer_connections_refused_total",
+            &[("reason", reason)],
+            *count as f64,
+        );
+    }
     out.text
 }
 

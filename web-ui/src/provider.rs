@@ -20,6 +20,11 @@ pub trait GatewayView: Send + Sync + 'static {
     /// The uplink backlog.
     fn queue(&self) -> Queue;
 
+    /// Trusted neighbour gateways; none unless the gateway has `[[peer]]`s.
+    fn peers(&self) -> crate::peers::Peers {
+        crate::peers::Peers::default()
+    }
+
     /// Whether the appliance works. The default is healthy when the store is writable and not
     /// full and every configured link is up; override to add checks the status can't show.
     fn health(&self) -> Health {

@@ -75,6 +75,7 @@ pub struct Running {
     uplink: Option<Uplink>,
     reboot: RebootRequest,
     ota: OtaHandle,
+    peering: Arc<crate::peering::PeeringState>,
 }
 
 impl Running {
@@ -102,6 +103,11 @@ impl Running {
     /// Restarts radio links by name (what the admin page's button does).
     pub fn link_control(&self) -> &LinkControl {
         &self.links
+    }
+
+    /// Trusted neighbour gateways: links, custody figures, refusals.
+    pub fn peering(&self) -> web_ui::Peers {
+        self.peering.snapshot()
     }
 
     /// Downlink outcomes and transmissions so far.
@@ -332,6 +338,24 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         shutdown.clone(),
     ));
 
+    let peering = crate::peering::start(
+        crate::peering::PeeringSetup {
+            identity: identity.clone(),
+            settings: config.peering.clone(),
+            peers: config.peers.clone(),
+            store: store.clone(),
+            uplink_status: uplink.as_ref().map(Uplink::status),
+            publisher: uplink.as_ref().map(Uplink::publisher),
+            mqtt_prefix: config
+                .mqtt
+                .as_ref()
+                .map_or_else(String::new, |m| m.prefix.clone()),
+        },
+        &mut tasks,
+        shutdown.clone(),
+    )
+    .await?;
+
     let view = Arc::new(
         GatewayViewImpl::new(
             state.clone(),
@@ -343,7 +367,8 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
             config.clone(),
         )
         .with_reassembly(reassembly)
-        .with_ota(ota.clone()),
+        .with_ota(ota.clone())
+        .with_peering(peering.clone()),
     );
     let http_addr = {
         let (listener, addr) = web_ui::bind(config.http.bind).await.map_err(|e| {
@@ -380,6 +405,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         uplink,
         reboot,
         ota,
+        peering,
     })
 }
 

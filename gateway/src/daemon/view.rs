@@ -41,6 +41,7 @@ pub struct GatewayViewImpl {
     live: broadcast::Sender<web_ui::LiveEvent>,
     reassembly: Arc<ReassemblyCounters>,
     ota: Option<OtaHandle>,
+    peering: Option<Arc<crate::peering::PeeringState>>,
 }
 
 impl GatewayViewImpl {
@@ -65,6 +66,7 @@ impl GatewayViewImpl {
             live,
             reassembly: Arc::default(),
             ota: None,
+            peering: None,
         };
         view.spawn_live_feed();
         view
@@ -172,6 +174,12 @@ impl GatewayViewImpl {
         self
     }
 
+    /// Shows the trusted neighbour gateways.
+    pub fn with_peering(mut self, peering: Arc<crate::peering::PeeringState>) -> Self {
+        self.peering = Some(peering);
+        self
+    }
+
     /// Shows the update agent's reports and lets the admin page upload bundles.
     pub fn with_ota(mut self, ota: OtaHandle) -> Self {
         self.ota = Some(ota);
@@ -244,6 +252,13 @@ fn quota_view(q: store::QuotaState) -> QuotaState {
 }
 
 impl GatewayView for GatewayViewImpl {
+    fn peers(&self) -> web_ui::Peers {
+        self.peering
+            .as_ref()
+            .map(|p| p.snapshot())
+            .unwrap_or_default()
+    }
+
     fn status(&self) -> Status {
         let stats = self.store.stats();
         let uplink = self.uplink.as_ref().map(|u| u.borrow().clone());

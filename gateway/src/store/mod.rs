@@ -45,6 +45,7 @@
 //! downlinks), `meta.rs` (small key/value facts), `tally.rs` (the in-memory
 //! counters behind [`Store::stats`]), `error.rs`, and `tests/`.
 
+mod custody;
 mod error;
 mod mailbox;
 mod meta;
@@ -68,6 +69,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use custody::CustodyRow;
 pub use error::StoreError;
 pub use mailbox::{
     MailboxEntry, MailboxLimit, MailboxMark, MailboxPutOutcome, MailboxState, NewMail,
@@ -398,6 +400,52 @@ impl Store {
     /// `Expired` and returns them (so the caller can report the failures).
     pub async fn mailbox_expire(&self, now_ms: u64) -> Result<Vec<MailboxEntry>, StoreError> {
         self.ask(|reply| Request::MailboxExpire { now_ms, reply })
+            .await
+    }
+
+    /// Takes a neighbour's outbox rows into custody (`docs/peering.md`),
+    /// durably: `Stored` and `Duplicate` are on disk when this returns and
+    /// the origin may delete its copies; `Refused` (no room within the
+    /// quota) are not, and the origin keeps them.
+    pub async fn custody_accept(
+        &self,
+        origin: [u8; 32],
+        rows: Vec<OutboxEntry>,
+    ) -> Result<Vec<CommitOutcome>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ask(|reply| Request::CustodyAccept {
+            origin,
+            rows,
+            reply,
+        })
+        .await
+    }
+
+    /// Rows held for neighbours with `id > after_id`, in the order taken.
+    pub async fn custody_pending(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<CustodyRow>, StoreError> {
+        self.read(move |conn| custody::pending(conn, after_id, limit))
+            .await
+    }
+
+    /// Rows held per origin gateway.
+    pub async fn custody_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<[u8; 32], u64>, StoreError> {
+        self.read(custody::counts).await
+    }
+
+    /// Drops held rows once the broker acknowledged their relay.
+    pub async fn custody_release(&self, ids: Vec<u64>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.ask(|reply| Request::CustodyRelease { ids, reply })
             .await
     }
 

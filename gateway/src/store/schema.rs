@@ -102,6 +102,29 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         // GROUP BY reads the small index, not every row's frame and JSON.
         sql: "CREATE INDEX outbox_by_type ON outbox (message_type);",
     },
+    Migration {
+        description: "rows held in custody for neighbour gateways",
+        // See custody.rs. `msg_id` is UNIQUE so a row handed over again
+        // (its ack was lost) is recognised and acknowledged again.
+        sql: "
+            CREATE TABLE custody (
+                id              INTEGER PRIMARY KEY AUTOINCREMENT,
+                origin          BLOB    NOT NULL,
+                origin_seq      INTEGER NOT NULL,
+                msg_id          BLOB    NOT NULL UNIQUE,
+                device_id       BLOB    NOT NULL,
+                message_type    TEXT    NOT NULL,
+                frame           BLOB    NOT NULL,
+                message_json    TEXT    NOT NULL,
+                rx_json         TEXT    NOT NULL,
+                received_at_ms  INTEGER NOT NULL,
+                compacted_count INTEGER NOT NULL DEFAULT 0,
+                accepted_at_ms  INTEGER NOT NULL,
+                size_bytes      INTEGER NOT NULL
+            );
+            CREATE INDEX custody_by_origin ON custody (origin);
+        ",
+    },
 ];
 
 /// The schema version this build writes.

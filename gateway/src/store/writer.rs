@@ -39,8 +39,10 @@ use tokio::sync::oneshot;
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
 use super::tally::Tallies;
-use super::{lock, meta, now_ms, outbox};
-use super::{CommitOutcome, Inbound, QuotaState, StoreError, StoreOptions, StoreStats};
+use super::{custody, lock, meta, now_ms, outbox};
+use super::{
+    CommitOutcome, Inbound, OutboxEntry, QuotaState, StoreError, StoreOptions, StoreStats,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -76,6 +78,15 @@ pub(super) enum Request {
         now_ms: u64,
         reply: Reply<Vec<MailboxEntry>>,
     },
+    CustodyAccept {
+        origin: [u8; 32],
+        rows: Vec<OutboxEntry>,
+        reply: Reply<Vec<CommitOutcome>>,
+    },
+    CustodyRelease {
+        ids: Vec<u64>,
+        reply: Reply<()>,
+    },
     /// Finish what came before, checkpoint, stop.
     Close {
         reply: Reply<()>,
@@ -87,17 +98,22 @@ impl Request {
     fn messages(&self) -> usize {
         match self {
             Request::Commit { batch, .. } => batch.len(),
+            Request::CustodyAccept { rows, .. } => rows.len(),
             _ => 1,
         }
     }
 
     /// Whether losing this write in a power cut would lose something. Only
-    /// publish marks can be lost: the rows are then published again, an
+    /// publish marks (ours, and the release of rows relayed for a
+    /// neighbour) can be lost: the rows are then published again, an
     /// ordinary QoS-1 duplicate the backend drops by msg_id. Everything
     /// else (acked radio messages, downlinks acked to the broker, mailbox
     /// states, meta) must be on disk before the caller hears "done".
     fn must_survive_power_loss(&self) -> bool {
-        !matches!(self, Request::MarkPublished { .. })
+        !matches!(
+            self,
+            Request::MarkPublished { .. } | Request::CustodyRelease { .. }
+        )
     }
 }
 
@@ -378,6 +394,15 @@ fn apply(
             finish(reply, mailbox::remove(conn, tallies, &ids))
         }
         Request::MailboxExpire { now_ms, reply } => finish(reply, mailbox::expire(conn, now_ms)),
+        Request::CustodyAccept {
+            origin,
+            rows,
+            reply,
+        } => finish(
+            reply,
+            custody::accept(conn, tallies, quota, &origin, rows, now),
+        ),
+        Request::CustodyRelease { ids, reply } => finish(reply, custody::release(conn, &ids)),
         Request::Close { reply } => finish(reply, Ok(())),
     }
 }
@@ -396,6 +421,8 @@ fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
         Request::MailboxMark { reply, .. } => finish(reply, never()),
         Request::MailboxRemove { reply, .. } => finish(reply, never()),
         Request::MailboxExpire { reply, .. } => finish(reply, never()),
+        Request::CustodyAccept { reply, .. } => finish(reply, never()),
+        Request::CustodyRelease { reply, .. } => finish(reply, never()),
         Request::Close { reply } => finish(reply, never()),
     }
 }

@@ -62,7 +62,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const DRIVER_EVENT_CAPACITY: usize = 4096;
 
 /// Topics for one-off publishes outside the outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtraTopic {
     /// `heartbeat`: the gateway's own signed heartbeat.
     Heartbeat,
@@ -70,6 +70,9 @@ pub enum ExtraTopic {
     Receipt,
     /// `ota/progress`.
     OtaProgress,
+    /// A topic the caller built with [`Topics`]: rows relayed for a
+    /// neighbour gateway go to that gateway's tree (`crate::peering`).
+    Exact(String),
 }
 
 /// Why a one-off publish was not acknowledged.
@@ -225,6 +228,17 @@ pub struct ExtraPublisher(mpsc::Sender<ExtraRequest>);
 impl ExtraPublisher {
     /// See [`Uplink::publish`].
     pub async fn publish(&self, topic: ExtraTopic, payload: Vec<u8>) -> Result<(), PublishError> {
+        self.enqueue(topic, payload).await?.await
+    }
+
+    /// Hands a publish to the uplink and returns the wait for its PUBACK,
+    /// so a caller can keep several outstanding that are sent in the order
+    /// they were enqueued (the relay of `crate::peering` does).
+    pub async fn enqueue(
+        &self,
+        topic: ExtraTopic,
+        payload: Vec<u8>,
+    ) -> Result<impl std::future::Future<Output = Result<(), PublishError>>, PublishError> {
         let (done, result) = oneshot::channel();
         let request = ExtraRequest {
             topic,
@@ -235,7 +249,7 @@ impl ExtraPublisher {
             .send(request)
             .await
             .map_err(|_| PublishError::Stopped)?;
-        result.await.unwrap_or(Err(PublishError::Stopped))
+        Ok(async move { result.await.unwrap_or(Err(PublishError::Stopped)) })
     }
 }
 

@@ -567,6 +567,7 @@ impl<O: Outbox> Publisher<O> {
             ExtraTopic::Heartbeat => self.topics.heartbeat(),
             ExtraTopic::Receipt => self.topics.receipt(),
             ExtraTopic::OtaProgress => self.topics.ota_progress(),
+            ExtraTopic::Exact(topic) => topic,
         };
         if client
             .try_publish(topic, QoS::AtLeastOnce, false, request.payload)

@@ -22,18 +22,31 @@ pub async fn wait_status(
     gw: &GatewayProcess,
     timeout: Duration,
     what: &str,
+    done: impl FnMut(&Value) -> bool,
+) -> Value {
+    wait_api(gw, "/api/v1/status", timeout, what, done).await
+}
+
+/// Polls the JSON document at `path` until `done(document)` holds and
+/// returns it. Panics with `what`, the last answer and the gateway log
+/// after `timeout`.
+pub async fn wait_api(
+    gw: &GatewayProcess,
+    path: &str,
+    timeout: Duration,
+    what: &str,
     mut done: impl FnMut(&Value) -> bool,
 ) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = gw.api("/api/v1/status").await;
-        if done(&status) {
-            return status;
+        let document = gw.api(path).await;
+        if done(&document) {
+            return document;
         }
         if Instant::now() >= deadline {
             panic!(
-                "waited {timeout:?} for {what}; last status:\n{}\ngateway log (tail):\n{}",
-                serde_json::to_string_pretty(&status).unwrap_or_default(),
+                "waited {timeout:?} for {what}; last {path}:\n{}\ngateway log (tail):\n{}",
+                serde_json::to_string_pretty(&document).unwrap_or_default(),
                 tail(&gw.log(), 40)
             );
         }

@@ -89,6 +89,8 @@
     meter.style.width = (quota ? Math.min(100, 100 * doc.storage.bytes_used / quota) : 0) + "%";
     meter.setAttribute("data-level", s.storage.level);
     renderEvents(doc.events, doc.now_ms);
+    // Neighbour gateways change slowly; a fetch per status snapshot is plenty.
+    getJson("/api/v1/peers").then(renderPeers).catch(function () { /* next snapshot */ });
 
     $("updated").textContent = new Date().toLocaleTimeString();
   }
@@ -129,6 +131,38 @@
       item.appendChild(el("p", { "class": "sub" }, parts.join(" · ")));
       list.appendChild(item);
     });
+  }
+
+  // docs/peering.md: each neighbour's two links, and whose messages are held where.
+  function renderPeers(doc) {
+    $("peers").hidden = !doc.peers.length;
+    var list = $("peer-list");
+    clear(list);
+    doc.peers.forEach(function (peer) {
+      var up = peer.outbound.connected || peer.inbound.connected;
+      var since = peer.outbound.since_ms || peer.inbound.since_ms;
+      var text = peer.name + ": " + (up ? "connected" : "not connected") +
+        (since ? " for " + duration(doc.now_ms - since) : "");
+      var why = peer.outbound.last_error || peer.inbound.last_error;
+      if (!up && why) text += " (" + why + ")";
+      var item = el("li", { id: "peer-" + idPart(peer.name), "data-level": up ? "ok" : "warn" });
+      item.appendChild(el("p", { "class": "line" }, text));
+      var parts = [
+        "its internet " + (peer.peer_uplink_up === null ? "unknown" : peer.peer_uplink_up ? "up" : "down"),
+        "holding " + thousands(peer.held_for_peer) + " of its messages",
+        "it holds " + thousands(peer.held_by_peer) + " of ours",
+        "handed over " + thousands(peer.handed_over_total),
+        "relayed for it " + thousands(peer.relayed_for_peer_total)
+      ];
+      if (peer.custody_active) parts.unshift("our messages go through it now");
+      item.appendChild(el("p", { "class": "sub" }, parts.join(" · ")));
+      list.appendChild(item);
+    });
+    var refused = doc.last_refusal;
+    $("peers-refused").hidden = !refused;
+    if (refused) {
+      $("peers-refused").textContent = "Refused a gateway at " + refused.from + ": " + refused.text;
+    }
   }
 
   function renderBands(bands, lines) {

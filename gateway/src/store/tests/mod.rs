@@ -1,5 +1,6 @@
 //! Tests of the store, all on real SQLite files in temporary directories.
 
+mod custody;
 mod durability;
 mod group_commit;
 mod mailbox;

@@ -1,0 +1,233 @@
+//! The peer-link protocol (`docs/peering.md`): length-prefixed JSON
+//! messages inside the TLS stream.
+//!
+//! A frame is a 4-byte big-endian length and that many bytes of one UTF-8
+//! JSON object whose `type` names the message. JSON rather than CBOR
+//! because the rows it carries are already JSON (message and reception
+//! metadata, kept byte for byte) and a technician can read a captured
+//! exchange; the raw radio frame travels as base64.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::store::OutboxEntry;
+
+/// Versions of the peer-link protocol this build speaks, oldest first.
+pub const VERSIONS: &[u16] = &[1];
+
+/// Largest frame accepted (a `rows` message of a full window of the
+/// largest rows fits with room to spare).
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// One message of the peer link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Message {
+    /// First message each way: the versions the sender speaks, and its state.
+    Hello {
+        versions: Vec<u16>,
+        software: String,
+        status: PeerState,
+    },
+    /// The sender's state, whenever it changes and at least every keepalive.
+    Status { status: PeerState },
+    /// Origin → custodian: outbox rows to take into custody, oldest first.
+    Rows { rows: Vec<Row> },
+    /// Custodian → origin: these rows (by origin seq) are committed to the
+    /// custodian's disk (or were already); the origin may delete them.
+    Ack { seqs: Vec<u64> },
+    /// Custodian → origin: these rows were not taken; the origin keeps them.
+    Refused { seqs: Vec<u64>, reason: String },
+    /// The sender closes the link for this reason.
+    Error { code: String, text: String },
+}
+
+/// What one gateway tells the other about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerState {
+    /// Connected to its MQTT broker now.
+    pub uplink_up: bool,
+    /// Rows of the receiver's that the sender holds, not yet published.
+    pub holding_for_you: u64,
+}
+
+/// One outbox row in transit; field for field what the origin stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub seq: u64,
+    /// 32 hex digits.
+    pub msg_id: String,
+    /// 64 hex digits.
+    pub device_id: String,
+    pub message_type: String,
+    /// Base64 of the raw signed frame.
+    pub frame: String,
+    pub message_json: String,
+    pub rx_json: String,
+    pub received_at_ms: u64,
+    #[serde(default)]
+    pub compacted_count: u64,
+}
+
+impl Row {
+    pub fn from_entry(entry: &OutboxEntry) -> Row {
+        Row {
+            seq: entry.seq,
+            msg_id: hex::encode(entry.msg_id),
+            device_id: hex::encode(entry.device_id),
+            message_type: entry.message_type.clone(),
+            frame: base64::engine::general_purpose::STANDARD.encode(&entry.frame),
+            message_json: entry.message_json.clone(),
+            rx_json: entry.rx_json.clone(),
+            received_at_ms: entry.received_at_ms,
+            compacted_count: entry.compacted_count,
+        }
+    }
+
+    /// Back to an outbox entry; `None` if an id or the frame is malformed.
+    pub fn to_entry(&self) -> Option<OutboxEntry> {
+        Some(OutboxEntry {
+            seq: self.seq,
+            msg_id: hex::decode(&self.msg_id).ok()?.try_into().ok()?,
+            device_id: hex::decode(&self.device_id).ok()?.try_into().ok()?,
+            message_type: self.message_type.clone(),
+            frame: base64::engine::general_purpose::STANDARD
+                .decode(&self.frame)
+                .ok()?,
+            message_json: self.message_json.clone(),
+            rx_json: self.rx_json.clone(),
+            received_at_ms: self.received_at_ms,
+            compacted_count: self.compacted_count,
+        })
+    }
+}
+
+/// The highest version both sides speak.
+pub fn negotiate(theirs: &[u16]) -> Option<u16> {
+    VERSIONS.iter().rev().find(|v| theirs.contains(v)).copied()
+}
+
+/// Why reading a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("the link closed")]
+    Closed,
+    #[error("link error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    message: &Message,
+) -> Result<(), WireError> {
+    let json = serde_json::to_vec(message).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if json.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(json.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + json.len());
+    frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&json);
+    out.write_all(&frame).await?;
+    out.flush().await?;
+    Ok(())
+}
+
+pub async fn read_message<R: AsyncRead + Unpin>(input: &mut R) -> Result<Message, WireError> {
+    let mut length = [0u8; 4];
+    match input.read_exact(&mut length).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let length = u32::from_be_bytes(length) as usize;
+    if length > MAX_FRAME {
+        return Err(WireError::TooLarge(length));
+    }
+    let mut body = vec![0u8; length];
+    input.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> OutboxEntry {
+        OutboxEntry {
+            seq: 42,
+            msg_id: [0xab; 16],
+            device_id: [0x01; 32],
+            message_type: "transaction".into(),
+            frame: vec![0, 1, 2, 250],
+            message_json: r#"{"msg_type":"transaction"}"#.into(),
+            rx_json: r#"{"link":"rnode0","received_at_ms":5}"#.into(),
+            received_at_ms: 5,
+            compacted_count: 0,
+        }
+    }
+
+    #[test]
+    fn rows_carry_entries_unchanged() {
+        let row = Row::from_entry(&entry());
+        assert_eq!(row.to_entry(), Some(entry()));
+        let mut bad = row.clone();
+        bad.msg_id = "zz".into();
+        assert_eq!(bad.to_entry(), None);
+    }
+
+    /// The test vector of docs/peering.md §3.
+    #[tokio::test]
+    async fn hello_matches_the_documented_bytes() {
+        let hello = Message::Hello {
+            versions: vec![1],
+            software: "0.1.0".into(),
+            status: PeerState {
+                uplink_up: true,
+                holding_for_you: 0,
+            },
+        };
+        let mut frame = Vec::new();
+        write_message(&mut frame, &hello).await.unwrap();
+        let body = r#"{"type":"hello","versions":[1],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0}}"#;
+        assert_eq!(&frame[..4], &[0, 0, 0, 0x62]);
+        assert_eq!(std::str::from_utf8(&frame[4..]).unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_and_oversize_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let message = Message::Rows {
+            rows: vec![Row::from_entry(&entry())],
+        };
+        write_message(&mut a, &message).await.unwrap();
+        assert_eq!(read_message(&mut b).await.unwrap(), message);
+        a.write_all(&(MAX_FRAME as u32 + 1).to_be_bytes())
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(WireError::TooLarge(_))
+        ));
+        a.write_all(&3u32.to_be_bytes()).await.unwrap();
+        a.write_all(b"{x}").await.unwrap();
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(WireError::Malformed(_))
+        ));
+        drop(a);
+        assert!(matches!(read_message(&mut b).await, Err(WireError::Closed)));
+    }
+
+    #[test]
+    fn negotiation_picks_the_highest_common_version() {
+        assert_eq!(negotiate(&[1, 2, 9]), Some(1));
+        assert_eq!(negotiate(&[2]), None);
+    }
+}
