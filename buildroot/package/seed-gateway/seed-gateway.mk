@@ -10,6 +10,10 @@
 # every byte of it. Buildroot's cargo download post-process sees VENDOR/ and
 # leaves the tarball untouched.
 SEED_GATEWAY_VERSION = 0.1.0
+# Named as make-tarball.sh names it. Without this line the cargo
+# infrastructure looks for seed-gateway-$(VERSION)-cargoN.tar.gz (N changes
+# between Buildroot releases) and no build finds the tarball.
+SEED_GATEWAY_SOURCE = seed-gateway-$(SEED_GATEWAY_VERSION).tar.gz
 SEED_GATEWAY_SITE = file://$(BR2_EXTERNAL_SEED_PATH)/../dist
 SEED_GATEWAY_SUBDIR = gateway
 SEED_GATEWAY_LICENSE = Apache-2.0

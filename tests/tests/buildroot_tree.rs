@@ -1,0 +1,93 @@
+//! The Buildroot tree's own promises, checked without Buildroot: the
+//! seed-gateway package fetches the tarball `make-tarball.sh` makes, and its
+//! `.hash` pins that file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo().join(relative))
+        .unwrap_or_else(|e| panic!("{relative} is readable: {e}"))
+}
+
+/// The value of `NAME = value` in a Buildroot `.mk` file, if assigned;
+/// continuation lines (ending in `\`) joined with spaces.
+fn mk_variable(mk: &str, name: &str) -> Option<String> {
+    let joined = mk.replace("\\\n", " ");
+    joined.lines().find_map(|line| {
+        let (lhs, rhs) = line.split_once('=')?;
+        (lhs.trim() == name).then(|| rhs.split_whitespace().collect::<Vec<_>>().join(" "))
+    })
+}
+
+#[test]
+fn seed_gateway_package_fetches_the_tarball_make_tarball_makes() {
+    let mk = read("buildroot/package/seed-gateway/seed-gateway.mk");
+    let version =
+        mk_variable(&mk, "SEED_GATEWAY_VERSION").expect("the .mk sets SEED_GATEWAY_VERSION");
+    // Left unset, Buildroot's cargo infrastructure makes the name up as
+    // seed-gateway-VERSION-cargoN.tar.gz, with N changing between releases.
+    let source = mk_variable(&mk, "SEED_GATEWAY_SOURCE")
+        .expect("the .mk sets SEED_GATEWAY_SOURCE (the cargo infrastructure's default name is not the tarball's)")
+        .replace("$(SEED_GATEWAY_VERSION)", &version);
+
+    let output = Command::new("bash")
+        .arg(repo().join("buildroot/package/seed-gateway/make-tarball.sh"))
+        .arg("--print-name")
+        .output()
+        .expect("bash runs make-tarball.sh");
+    assert!(
+        output.status.success(),
+        "make-tarball.sh --print-name failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let made = String::from_utf8(output.stdout).expect("the name is UTF-8");
+    assert_eq!(
+        source,
+        made.trim(),
+        "SEED_GATEWAY_SOURCE must name the tarball make-tarball.sh makes"
+    );
+
+    let hash = read("buildroot/package/seed-gateway/seed-gateway.hash");
+    let hashed: Vec<&str> = hash
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["sha256", digest, file] if digest.len() == 64 => Some(file),
+                _ => None,
+            },
+        )
+        .collect();
+    assert_eq!(
+        hashed,
+        [source.as_str()],
+        "seed-gateway.hash must pin exactly the tarball Buildroot fetches \
+         (BR2_DOWNLOAD_FORCE_CHECK_HASHES is on in every defconfig)"
+    );
+}
+
+#[test]
+fn every_defconfig_forces_hash_checks() {
+    let configs =
+        std::fs::read_dir(repo().join("buildroot/configs")).expect("buildroot/configs is readable");
+    let mut checked = 0;
+    for entry in configs {
+        let path = entry.expect("a directory entry").path();
+        let defconfig = std::fs::read_to_string(&path).expect("a defconfig is readable");
+        assert!(
+            defconfig.lines().any(|l| l == "BR2_DOWNLOAD_FORCE_CHECK_HASHES=y"),
+            "{} must set BR2_DOWNLOAD_FORCE_CHECK_HASHES=y: the .hash files are what pins our tarball",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 3,
+        "expected the three board defconfigs, found {checked}"
+    );
+}
