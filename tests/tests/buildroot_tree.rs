@@ -1,6 +1,8 @@
 //! The Buildroot tree's own promises, checked without Buildroot: the
 //! seed-gateway package fetches the tarball `make-tarball.sh` makes, and its
-//! `.hash` pins that file.
+//! `.hash` pins that file; the docs name the Buildroot the tree is checked
+//! against. The check against a real Buildroot is
+//! `buildroot/check-against-buildroot.sh` (docs/image.md), not run here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +24,14 @@ fn mk_variable(mk: &str, name: &str) -> Option<String> {
         let (lhs, rhs) = line.split_once('=')?;
         (lhs.trim() == name).then(|| rhs.split_whitespace().collect::<Vec<_>>().join(" "))
     })
+}
+
+/// The value of `NAME=value` in a shell script, if assigned.
+fn shell_variable(script: &str, name: &str) -> Option<String> {
+    script
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .map(str::to_string)
 }
 
 #[test]
@@ -89,5 +99,32 @@ fn every_defconfig_forces_hash_checks() {
     assert!(
         checked >= 3,
         "expected the three board defconfigs, found {checked}"
+    );
+}
+
+#[test]
+fn docs_name_the_buildroot_the_check_is_pinned_to() {
+    let script = read("buildroot/check-against-buildroot.sh");
+    let version = shell_variable(&script, "PINNED_BUILDROOT_VERSION")
+        .expect("the check script pins a version");
+    let commit =
+        shell_variable(&script, "PINNED_BUILDROOT_COMMIT").expect("the check script pins a commit");
+    assert_eq!(
+        commit.len(),
+        40,
+        "the pinned commit is a full git hash: {commit}"
+    );
+    let tag_is_a_release = version
+        .split('.')
+        .map(|part| part.parse::<u32>().is_ok())
+        .collect::<Vec<_>>();
+    assert!(
+        tag_is_a_release.len() >= 2 && tag_is_a_release.iter().all(|ok| *ok),
+        "the pinned Buildroot is a release tag such as 2026.05.1, not {version}"
+    );
+    let doc = read("docs/image.md");
+    assert!(
+        doc.contains(&version) && doc.contains(&commit),
+        "docs/image.md must name the pinned Buildroot {version} ({commit})"
     );
 }
