@@ -128,3 +128,45 @@ fn docs_name_the_buildroot_the_check_is_pinned_to() {
         "docs/image.md must name the pinned Buildroot {version} ({commit})"
     );
 }
+
+/// Buildroot's cargo infrastructure overrides the release profile's LTO,
+/// codegen units and opt-level from the environment; the package puts ours
+/// back, and they must be the workspace's, or the appliance gets a binary
+/// nobody measured.
+#[test]
+fn buildroot_builds_the_gateway_with_the_workspace_release_profile() {
+    let cargo_toml = read("Cargo.toml");
+    let release: Vec<(String, String)> = cargo_toml
+        .lines()
+        .skip_while(|line| line.trim() != "[profile.release]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            Some((
+                key.trim().to_string(),
+                value.trim().trim_matches('"').to_string(),
+            ))
+        })
+        .collect();
+    let mk = read("buildroot/package/seed-gateway/seed-gateway.mk");
+    let env =
+        mk_variable(&mk, "SEED_GATEWAY_CARGO_ENV").expect("the .mk sets SEED_GATEWAY_CARGO_ENV");
+    for (key, variable) in [
+        ("lto", "CARGO_PROFILE_RELEASE_LTO"),
+        ("codegen-units", "CARGO_PROFILE_RELEASE_CODEGEN_UNITS"),
+        ("opt-level", "CARGO_PROFILE_RELEASE_OPT_LEVEL"),
+    ] {
+        let ours = release
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("[profile.release] in Cargo.toml sets {key}"));
+        let expected = format!("{variable}={ours}");
+        assert!(
+            env.split_whitespace()
+                .any(|assignment| assignment == expected),
+            "SEED_GATEWAY_CARGO_ENV must set {expected} (it says: {env})"
+        );
+    }
+}
