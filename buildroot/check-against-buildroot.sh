@@ -34,8 +34,8 @@
 #
 # Needs: what Buildroot's `make` needs on the host (support/dependencies;
 # on Debian build-essential, rsync, bc, cpio, unzip, file, wget), python3, git,
-# cargo and what make-tarball.sh needs. About 5 minutes on 2 cores, most of it
-# make-tarball.sh.
+# cargo and what make-tarball.sh needs. About 20 minutes on 2 busy cores
+# (2026-12-03), most of it make-tarball.sh and Buildroot's kconfig.
 
 set -euo pipefail
 
