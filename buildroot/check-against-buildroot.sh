@@ -62,7 +62,6 @@ if [ $# -ne 1 ] || [ ! -f "$1/Makefile" ] || [ ! -d "$1/package" ]; then
 fi
 buildroot="$(cd "$1" && pwd)"
 external="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(git -C "${external}" rev-parse --show-toplevel)"
 
 failures=0
 fail() {

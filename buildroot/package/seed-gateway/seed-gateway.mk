@@ -12,7 +12,9 @@
 SEED_GATEWAY_VERSION = 0.1.0
 # Named as make-tarball.sh names it. Without this line the cargo
 # infrastructure looks for seed-gateway-$(VERSION)-cargoN.tar.gz (N changes
-# between Buildroot releases) and no build finds the tarball.
+# between Buildroot releases) and no build finds the tarball. check-package
+# takes this for the generic default, which it is not for cargo packages.
+# check-package disable RemoveDefaultPackageSourceVariable
 SEED_GATEWAY_SOURCE = seed-gateway-$(SEED_GATEWAY_VERSION).tar.gz
 SEED_GATEWAY_SITE = file://$(BR2_EXTERNAL_SEED_PATH)/../dist
 SEED_GATEWAY_SUBDIR = gateway
