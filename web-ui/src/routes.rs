@@ -69,8 +69,9 @@ impl AppState {
     }
 }
 
-/// The gateway's view panicked or was cancelled while answering; the client gets a 500 and
-/// the log gets the details.
+/// The gateway's view was cancelled (or, in a debug build, panicked) while answering; the
+/// client gets a 500 and the log gets the details. Release builds abort on a panic
+/// (`panic = "abort"` in Cargo.toml): the supervisor restarts the whole daemon.
 #[derive(Debug)]
 pub struct ProviderFailed;
 

@@ -18,11 +18,13 @@
 # that touched it, so a commit that only updates the .hash file does not
 # change the tarball.
 #
-# Usage: make-tarball.sh [--commit REV] [--out DIR] [--no-hash]
+# Usage: make-tarball.sh [--commit REV] [--out DIR] [--no-hash] [--print-name]
 #   --commit REV  commit to pack (default HEAD; uncommitted changes are not packed)
 #   --out DIR     where the tarball goes (default <repo>/dist, which is where
 #                 SEED_GATEWAY_SITE points)
 #   --no-hash     do not rewrite seed-gateway.hash
+#   --print-name  print the tarball's file name and stop (SEED_GATEWAY_SOURCE
+#                 in seed-gateway.mk must be this name; a test checks it)
 #
 # Needs: git, cargo (network access to crates.io, or every crate already in
 # the cargo cache), GNU tar, gzip, sha256sum.
@@ -34,12 +36,14 @@ repo="$(git -C "${pkg_dir}" rev-parse --show-toplevel)"
 commit=HEAD
 out_dir="${repo}/dist"
 update_hash=yes
+print_name=no
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--commit) commit="$2"; shift 2 ;;
 	--out) out_dir="$2"; shift 2 ;;
 	--no-hash) update_hash=no; shift ;;
+	--print-name) print_name=yes; shift ;;
 	-h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) echo "make-tarball.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
 	esac
@@ -57,6 +61,11 @@ if [ "${mk_version}" != "${cargo_version}" ]; then
 fi
 
 name="seed-gateway-${mk_version}"
+tarball_name="${name}.tar.gz"
+if [ "${print_name}" = yes ]; then
+	echo "${tarball_name}"
+	exit 0
+fi
 sha="$(git -C "${repo}" rev-parse --verify "${commit}^{commit}")"
 # Everything but the appliance tree itself.
 pathspec=(. ':(exclude)buildroot' ':(exclude)image' ':(exclude)docs')
@@ -79,7 +88,7 @@ echo "Vendoring crates for ${name} (commit ${sha:0:12})..." >&2
 )
 
 mkdir -p "${out_dir}"
-tarball="${out_dir}/${name}.tar.gz"
+tarball="${out_dir}/${tarball_name}"
 tar -C "${work}" \
 	--sort=name --format=posix \
 	--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
@@ -95,7 +104,7 @@ echo "sha256 ${hash}" >&2
 if [ "${update_hash}" = yes ]; then
 	cat >"${pkg_dir}/seed-gateway.hash" <<-EOF
 		# Locally computed by make-tarball.sh from commit ${sha}
-		sha256  ${hash}  ${name}.tar.gz
+		sha256  ${hash}  ${tarball_name}
 	EOF
 	echo "updated ${pkg_dir}/seed-gateway.hash" >&2
 fi
