@@ -133,6 +133,14 @@ pub struct LinkView {
     pub bad_crc: u64,
     /// Errors talking to the device itself (serial read errors, socket errors, restarts).
     pub device_errors: u64,
+    /// Transmissions held because the link did not yet know where to send
+    /// them (a GWMP link before its packet forwarder's first PULL_DATA).
+    #[serde(default)]
+    pub tx_held: u64,
+    /// Held transmissions that could not go out in time (the device had
+    /// stopped listening): not sent, and counted here rather than lost silently.
+    #[serde(default)]
+    pub tx_too_late: u64,
     /// Signal strength of the last frame, dBm.
     pub last_rssi: Option<f32>,
     /// Signal-to-noise ratio of the last frame, dB.

@@ -615,6 +615,8 @@ mod tests {
             malformed: 0,
             bad_crc: 0,
             device_errors: 0,
+            tx_held: 0,
+            tx_too_late: 0,
             last_rssi: Some(-87.4),
             last_snr: Some(7.2),
             last_frame_ms: Some(NOW - 3_000),
