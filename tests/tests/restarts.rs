@@ -7,6 +7,8 @@
 //! - Acks asked for before the forwarder's first keep-alive after the
 //!   restart still reach the device, and what cannot go out in time is
 //!   counted on the status page and in `/metrics`.
+//! - `demo` started again on its data directory: its simulated devices
+//!   carry on with new frames instead of repeating the first run's.
 
 mod common;
 
@@ -21,6 +23,7 @@ use radio_bridge::link::RadioParams;
 use radio_bridge::simulator::packet_forwarder::{
     HeardDownlink, PacketForwarder, PacketForwarderConfig,
 };
+use seed_e2e::demo::{DemoOptions, DemoProcess};
 use seed_e2e::frames::transaction;
 use seed_e2e::gateway::{http_get, GatewayProcess, TestConfig};
 use serde_json::Value;
@@ -227,4 +230,55 @@ async fn acks_asked_for_before_the_forwarders_first_keepalive_reach_the_device()
     .await;
     assert!(held_metric(&config, "too_late").await >= 1.0);
     assert!(gateway.stop().await, "clean exit on SIGTERM");
+}
+
+/// `frames.<key>` from the demo's status document.
+async fn demo_frames(demo: &DemoProcess, key: &str) -> u64 {
+    let (_, body) = http_get(demo.http, "/api/v1/status")
+        .await
+        .expect("the demo's status page answers");
+    let status: Value = serde_json::from_str(&body).expect("status is JSON");
+    num(&status, &["frames", key])
+}
+
+/// Waits until the demo has accepted `n` more frames than `from`.
+async fn demo_accepts(demo: &DemoProcess, from: u64, n: u64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let accepted = demo_frames(demo, "accepted").await;
+        if accepted >= from + n {
+            return accepted;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo accepted {} of {n} frames within 60 s; log:\n{}",
+            accepted - from,
+            demo.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_killed_and_started_again_carries_on_instead_of_repeating_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = DemoOptions::new(dir.path());
+    options.speed = 10.0;
+    let demo = DemoProcess::start(&options).await;
+    demo_accepts(&demo, 0, 12).await;
+    drop(demo); // SIGKILL, as a person closing the terminal would
+
+    let demo = DemoProcess::start(&options).await;
+    let accepted = demo_frames(&demo, "accepted").await;
+    let repeats = demo_frames(&demo, "duplicates").await + demo_frames(&demo, "replayed").await;
+    demo_accepts(&demo, accepted, 8).await;
+    let repeats_after =
+        demo_frames(&demo, "duplicates").await + demo_frames(&demo, "replayed").await;
+    // Before the fix the first run's frames came again, one for one
+    // (12 or more), before anything new.
+    assert!(
+        repeats_after - repeats < 4,
+        "{} repeated frames while 8 new ones came in",
+        repeats_after - repeats
+    );
 }
