@@ -17,11 +17,13 @@
 //! boot's id (`/proc/sys/kernel/random/boot_id`):
 //! - written in *this* boot (the process was restarted): the boot clock
 //!   says exactly how long ago the transmission ended;
-//! - written in an *earlier* boot, or in a boot that cannot be named: all
-//!   that is certain is that it ended before this boot began, so it is
-//!   taken to have ended at this boot's start (an unknown past counts as
-//!   used). Rewritten at start, such entries carry this boot's id and a
-//!   boot-clock time of 0, and stay conservative through further reboots.
+//! - written in an *earlier* boot: all that is certain is that it ended
+//!   before this boot began, so it is taken to have ended at this boot's
+//!   start (an unknown past counts as used). Rewritten at start, such
+//!   entries carry this boot's id and a boot-clock time of 0, and stay
+//!   conservative through further reboots;
+//! - written or read where the kernel names no boot: it may be this very
+//!   boot, so it is taken to have ended just now.
 //!
 //! # What cannot be read
 //!
@@ -43,6 +45,10 @@ use radio_bridge::duty_cycle::{Band, DutyCycleLedger, WINDOW};
 
 /// The journal's file name in the data directory.
 pub const JOURNAL_FILE: &str = "airtime.journal";
+
+/// The boot name of lines written where the kernel names no boot; such
+/// lines read back as ending at the moment of reading.
+const UNNAMED_BOOT: &str = "unknown";
 
 /// Lines appended since the last rewrite beyond which the journal is
 /// rewritten with only the entries that still count.
@@ -220,10 +226,9 @@ impl AirtimeJournal {
     }
 }
 
-/// This boot's name in the journal. Without a boot id every line reads
-/// back as "earlier boot", which is the conservative reading.
+/// This boot's name in the journal ([`UNNAMED_BOOT`] without a boot id).
 fn boot_name(clock: &BootClock) -> String {
-    clock.boot.clone().unwrap_or_else(|| "unknown".into())
+    clock.boot.clone().unwrap_or_else(|| UNNAMED_BOOT.into())
 }
 
 /// Airtime in whole microseconds, rounded up.
@@ -282,9 +287,8 @@ fn restore(bytes: &[u8], ledger: &mut DutyCycleLedger, clock: &BootClock) -> Res
             restored.unreadable = Some(format!("line {} is not a journal entry", number + 1));
             return restored;
         };
-        let this_boot = clock.boot.as_deref() == Some(line.boot.as_str());
-        let end = if this_boot {
-            match clock.instant_of(line.end_ms) {
+        let end = match clock.boot.as_deref() {
+            Some(boot) if boot == line.boot => match clock.instant_of(line.end_ms) {
                 Some(end) => end,
                 // Too far back for this process's clock: long over.
                 None if line.end_ms
@@ -293,10 +297,21 @@ fn restore(bytes: &[u8], ledger: &mut DutyCycleLedger, clock: &BootClock) -> Res
                     continue
                 }
                 None => now,
+            },
+            // Written or read where the boot has no name: it may be this
+            // very boot, so only "just now" is safe.
+            Some(_) if line.boot == UNNAMED_BOOT => now,
+            None => now,
+            Some(_) => {
+                if boot_start
+                    .checked_add(WINDOW)
+                    .is_some_and(|expiry| expiry <= now)
+                {
+                    continue;
+                }
+                restored.from_earlier_boot += 1;
+                boot_start
             }
-        } else {
-            restored.from_earlier_boot += 1;
-            boot_start
         };
         let airtime = Duration::from_micros(line.airtime_us);
         if end.checked_add(WINDOW).is_some_and(|expiry| expiry <= now) {

@@ -145,6 +145,36 @@ fn after_a_reboot_the_past_counts_as_if_it_ended_when_the_boot_began() {
 }
 
 #[test]
+fn without_a_boot_id_the_past_counts_as_just_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut machine = Machine::new();
+    let unnamed = |machine: &Machine| BootClock {
+        boot: None,
+        ..machine.clock()
+    };
+    let mut ledger = DutyCycleLedger::new(Region::Eu868);
+    let (mut journal, _) =
+        AirtimeJournal::open(dir.path(), &mut ledger, unnamed(&machine)).unwrap();
+    assert!(send(
+        &mut ledger,
+        &mut journal,
+        N_FREQ,
+        ms(1000),
+        machine.now()
+    ));
+    drop(journal);
+    machine.true_ms += 30 * 60 * 1000;
+    // Read back with a boot id now: the line names none, so it counts as
+    // having ended at the restart, not at some earlier boot's end.
+    let (ledger, _journal, restored) = machine.start(dir.path());
+    assert_eq!((restored.entries, restored.from_earlier_boot), (1, 0));
+    assert_eq!(
+        ledger.usage(Band::N, machine.now() + WINDOW - ms(1)).0,
+        ms(1000)
+    );
+}
+
+#[test]
 fn a_torn_last_line_is_ignored_and_a_bad_line_charges_every_band() {
     let dir = tempfile::tempdir().unwrap();
     let machine = Machine::new();
