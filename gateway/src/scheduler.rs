@@ -6,7 +6,10 @@
 //! offers, the gateway's own heartbeat. Each frame's airtime is computed from
 //! the link's modulation and checked against the EU868 sub-band ledger
 //! (rolling hour) before it is sent; a frame that does not fit waits until it
-//! does. A link transmits one frame at a time (LoRa is half duplex): it is
+//! does. With a journal ([`Scheduler::keep_ledger_in`]) each admitted frame
+//! is on disk before it goes to its link, charged as if it started as late
+//! as a link may hold it ([`MAX_TX_HOLD`]), so neither a restart nor a held
+//! frame can stretch a band's hour. A link transmits one frame at a time (LoRa is half duplex): it is
 //! busy for the frame's airtime after each send.
 //!
 //! Priority alone would let a steady stream of downlinks keep the gateway's
