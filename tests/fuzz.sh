@@ -19,7 +19,12 @@
 # kept under radio-bridge/fuzz/artifacts/TARGET/; the script prints the
 # command that replays it. A target whose source file does not exist yet is
 # skipped with a message. The corpus grows in radio-bridge/fuzz/corpus/TARGET/
-# and is reused by later runs (both directories are git-ignored).
+# and is reused by later runs (both directories are git-ignored). Before each
+# run the corpus is seeded with every frame of the test vectors in
+# docs/protocol.md §9, wrapped as the target reads its input (raw for
+# frame_decoder, a KISS data frame for kiss_deframer, a PUSH_DATA datagram
+# for gwmp_parser, a raw push for fragment_reassembler), so the fuzzer
+# starts from real Seed frames rather than from nothing.
 #
 # cargo-fuzz needs nightly-only compiler flags (sanitizers, coverage
 # instrumentation). Only a stable toolchain is installed, so this script sets
@@ -71,6 +76,40 @@ done < <(awk -F' *= *' '
 ' "$fuzz_dir/Cargo.toml")
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 
+# The test vectors' frames as "name hex" lines (frames written with the
+# `00*N` repetition shorthand are left out: too long for a seed).
+vector_frames() {
+    awk '/^name: / { name = $2 } /^frame: / && $2 !~ /\*/ { print name, $2 }' \
+        "$repo_root/docs/protocol.md"
+}
+
+# Writes one seed per test vector into TARGET's corpus.
+seed_corpus() {
+    local target=$1 dir=$fuzz_dir/corpus/$1 name hex bytes
+    mkdir -p "$dir"
+    while read -r name hex; do
+        bytes=$(( ${#hex} / 2 ))
+        case "$target" in
+            frame_decoder) printf '%s' "$hex" | xxd -r -p ;;
+            kiss_deframer)
+                # Chunk size 7, then FEND, data command, escaped frame, FEND.
+                printf '07c000%sc0' "$(printf '%s' "$hex" | fold -w2 |
+                    sed -e 's/^db$/dbdd/' -e 's/^c0$/dbdc/' | tr -d '\n')" | xxd -r -p ;;
+            gwmp_parser)
+                printf '\x02\x12\x34\x00\x01\x02\x03\x04\x05\x06\x07\x08'
+                printf '{"rxpk":[{"tmst":1,"freq":869.525,"rfch":0,"stat":1,"modu":"LORA",'
+                printf '"datr":"SF9BW125","codr":"4/5","rssi":-80,"lsnr":7.5,"size":%d,"data":"%s"}]}' \
+                    "$bytes" "$(printf '%s' "$hex" | xxd -r -p | base64 -w0)" ;;
+            fragment_reassembler)
+                (( bytes <= 255 )) || continue
+                # control 0 (push as is), no clock step, length, frame.
+                printf '0000%02x%s' "$bytes" "$hex" | xxd -r -p ;;
+            *) continue ;;
+        esac >"$dir/vector-$name"
+    done < <(vector_frames)
+    echo "fuzz.sh: $target corpus seeded with $(ls "$dir" | grep -c '^vector-') test vectors"
+}
+
 passed=()
 skipped=()
 failed=()
@@ -95,6 +134,7 @@ for target in "${targets[@]}"; do
         continue
     fi
 
+    seed_corpus "$target"
     echo "fuzz.sh: fuzzing $target for ${seconds}s"
     artifacts=$fuzz_dir/artifacts/$target
     started=$(mktemp)

@@ -8,6 +8,7 @@
 //!   state and Last Will, reconnect with backoff.
 //! - [`neighbors`]: the neighbor table built from heartbeats.
 //! - [`scheduler`]: the one transmit queue: priorities, ack batching, duty cycle.
+//! - [`airtime_journal`]: the duty-cycle ledger on disk, read back after a restart.
 //! - [`ingest`]: link event → decode/verify → de-dup → store → radio ack.
 //! - [`heartbeat`]: the gateway's own heartbeat, paced by its power supply.
 //! - [`daemon`]: wires links, ingest, store, uplink and web UI together; `run` and `demo`.
@@ -21,6 +22,7 @@
 //! - [`state`]: counters, link states, events and traffic shared with the status page.
 //! - [`shutdown`]: the shutdown signal shared by every task.
 
+pub mod airtime_journal;
 pub mod cli;
 pub mod config;
 pub mod daemon;

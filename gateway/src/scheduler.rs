@@ -6,7 +6,10 @@
 //! offers, the gateway's own heartbeat. Each frame's airtime is computed from
 //! the link's modulation and checked against the EU868 sub-band ledger
 //! (rolling hour) before it is sent; a frame that does not fit waits until it
-//! does. A link transmits one frame at a time (LoRa is half duplex): it is
+//! does. With a journal ([`Scheduler::keep_ledger_in`]) each admitted frame
+//! is on disk before it goes to its link, charged as if it started as late
+//! as a link may hold it ([`MAX_TX_HOLD`]), so neither a restart nor a held
+//! frame can stretch a band's hour. A link transmits one frame at a time (LoRa is half duplex): it is
 //! busy for the frame's airtime after each send.
 //!
 //! Priority alone would let a steady stream of downlinks keep the gateway's
@@ -22,14 +25,17 @@
 //! link drains it (each repeat adding airtime that delays the next ack).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::airtime_journal::{AirtimeJournal, BootClock, Restored};
 
 use radio_bridge::airtime::time_on_air;
 use radio_bridge::duty_cycle::{DutyCycleDenied, DutyCycleLedger, DutyCycleSnapshot, Region};
 use radio_bridge::frame::{Ack, Envelope, Frame, Message, MsgId, ProtocolVersion};
 use radio_bridge::identity::Identity;
-use radio_bridge::link::{RadioParams, Transmit};
+use radio_bridge::link::{RadioParams, Transmit, MAX_TX_HOLD};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +55,10 @@ pub const ACKS_PER_FRAME: usize = 8;
 /// retransmitted meanwhile (the store answers the repeat as a duplicate
 /// and it is acked again) or will, so nothing is lost, only an ack.
 pub const MAX_PENDING_ACKS: usize = 4096;
+
+/// How long a link waits before trying again when the airtime journal
+/// could not record a transmission (nothing is sent unrecorded).
+const JOURNAL_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a sync offer or the gateway's heartbeat waits behind
 /// downlinks before it goes next after the acks.
@@ -186,6 +196,9 @@ pub struct Scheduler {
     identity: Identity,
     links: HashMap<String, TxLink>,
     ledger: DutyCycleLedger,
+    /// The ledger on disk; `None` keeps it in memory only (tests, and
+    /// regions where nothing is denied).
+    journal: Option<AirtimeJournal>,
     /// Acks waiting for their batch window or for the link, per route: one
     /// ack frame goes out through one concentrator.
     acks: BTreeMap<Route, PendingAcks>,
@@ -214,6 +227,7 @@ impl Scheduler {
             identity,
             links: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
             ledger: DutyCycleLedger::new(region),
+            journal: None,
             acks: BTreeMap::new(),
             queue: VecDeque::new(),
             busy_until: HashMap::new(),
@@ -235,6 +249,16 @@ impl Scheduler {
     /// Delivery reports for tagged frames go here.
     pub fn report_to(&mut self, reports: mpsc::UnboundedSender<TxReport>) {
         self.reports = Some(reports);
+    }
+
+    /// Keeps the airtime ledger in `dir` (see [`crate::airtime_journal`]):
+    /// what earlier runs sent still counts, and every transmission is on
+    /// disk before it goes to the radio.
+    pub fn keep_ledger_in(&mut self, dir: &Path) -> std::io::Result<Restored> {
+        let (journal, restored) = AirtimeJournal::open(dir, &mut self.ledger, BootClock::now())?;
+        self.journal = Some(journal);
+        self.publish_usage(Instant::now());
+        Ok(restored)
     }
 
     pub async fn run(
@@ -456,9 +480,13 @@ impl Scheduler {
                     continue;
                 }
             }
+            if !self.charge(link.params.freq_hz, airtime, now) {
+                self.busy_until
+                    .insert(link.name.clone(), now + JOURNAL_RETRY);
+                i += 1;
+                continue;
+            }
             let q = self.dequeue(i).expect("index checked");
-            self.ledger
-                .record(link.params.freq_hz, airtime, now.into_std());
             self.busy_until.insert(link.name.clone(), now + airtime);
             let id = self.next_id;
             self.next_id += 1;
@@ -480,12 +508,41 @@ impl Scheduler {
             });
             self.report(q.tag, &link.name, sent);
         }
+        self.publish_usage(now);
+    }
+
+    fn publish_usage(&self, now: Instant) {
         let snapshot = self.ledger.snapshot(now.into_std());
         let queued = self.queue.len();
         self.bump(|s| {
             s.duty_cycle = Some(snapshot);
             s.queued = queued;
         });
+    }
+
+    /// Charges a transmission starting at `now` to the ledger, as if it
+    /// might start as late as a link may hold it, and writes it to the
+    /// journal. `false`: the journal could not record it, so it must not be
+    /// sent (it stays charged in memory: over-counted, never under).
+    fn charge(&mut self, freq_hz: u32, airtime: Duration, now: Instant) -> bool {
+        let Some((band, end)) =
+            self.ledger
+                .record_delayed(freq_hz, airtime, now.into_std(), MAX_TX_HOLD)
+        else {
+            return true;
+        };
+        let Some(journal) = &mut self.journal else {
+            return true;
+        };
+        match journal.append(&self.ledger, band, end, airtime) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot record a transmission in the airtime journal: {error}; not sending it"
+                );
+                false
+            }
+        }
     }
 
     fn report(&self, tag: u64, link: &str, sent: bool) {

@@ -256,21 +256,59 @@ impl DutyCycleLedger {
     /// to charge). Records even if [`can_transmit`](Self::can_transmit)
     /// would refuse: the ledger reports what went on air.
     pub fn record(&mut self, freq_hz: u32, airtime: Duration, now: Instant) -> Option<Band> {
+        // Nothing is on air for more than an hour; the clamp (in
+        // record_delayed) keeps an absurd airtime (Duration::MAX from
+        // invalid modulation) from overflowing.
+        self.record_delayed(freq_hz, airtime, now, Duration::ZERO)
+            .map(|(band, _)| band)
+    }
+
+    /// Like [`record`](Self::record), for a transmission checked at `now`
+    /// that may start as late as `now + max_delay` (a link that holds a
+    /// frame until it can send it): the entry counts until an hour after
+    /// the latest possible end, so a late start can never make an hour
+    /// look emptier than it was. Returns the band and the entry's end.
+    pub fn record_delayed(
+        &mut self,
+        freq_hz: u32,
+        airtime: Duration,
+        now: Instant,
+        max_delay: Duration,
+    ) -> Option<(Band, Instant)> {
         let band = band_for(freq_hz)?;
+        let on_air = airtime.min(WINDOW).saturating_add(max_delay.min(WINDOW));
+        let end = now.checked_add(on_air).unwrap_or(now);
+        self.restore(band, end, airtime, now);
+        Some((band, end))
+    }
+
+    /// Charges an entry known by its end, as read back from a journal after
+    /// a restart (see the gateway's `airtime_journal`). `now` prunes what no
+    /// longer counts.
+    pub fn restore(&mut self, band: Band, end: Instant, airtime: Duration, now: Instant) {
         let entries = &mut self.entries[band.slot()];
         entries.retain(|entry| entry.counts_at(now));
         if airtime.is_zero() {
-            return Some(band);
+            return;
         }
-        // Nothing is on air for more than an hour; the clamp keeps an absurd
-        // airtime (Duration::MAX from invalid modulation) from overflowing.
-        let on_air = airtime.min(WINDOW);
-        let end = now.checked_add(on_air).unwrap_or(now);
         entries.push_back(Entry { end, airtime });
         while entries.len() > MAX_ENTRIES_PER_BAND {
             merge_two_oldest(entries);
         }
-        Some(band)
+    }
+
+    /// Every entry that still counts at `now`: `(band, end, airtime)`, for
+    /// writing the ledger back to disk.
+    pub fn entries(&self, now: Instant) -> Vec<(Band, Instant, Duration)> {
+        Band::ALL
+            .into_iter()
+            .flat_map(|band| {
+                self.entries[band.slot()]
+                    .iter()
+                    .filter(move |entry| entry.counts_at(now))
+                    .map(move |entry| (band, entry.end, entry.airtime))
+            })
+            .collect()
     }
 
     /// [`can_transmit`](Self::can_transmit) and, if allowed,
@@ -359,6 +397,29 @@ fn merge_two_oldest(entries: &mut VecDeque<Entry>) {
             airtime: first.airtime.saturating_add(second.airtime),
         });
     }
+}
+
+/// The most airtime (in ms) inside any one rolling hour, given what was on
+/// air as `(start, end)` pairs in ms on one band: the figure the regulation
+/// limits, against which tests check the ledger. The overlap sum is
+/// piecewise linear in the window's start, so its maximum sits where a
+/// window edge meets a transmission edge.
+pub fn busiest_hour_ms(sent: &[(i128, i128)]) -> i128 {
+    let hour = WINDOW.as_millis() as i128;
+    let mut starts = Vec::new();
+    for &(start, end) in sent {
+        starts.extend([start, end, start - hour, end - hour]);
+    }
+    starts
+        .into_iter()
+        .map(|w0| {
+            let w1 = w0 + hour;
+            sent.iter()
+                .map(|&(s, e)| (e.min(w1) - s.max(w0)).max(0))
+                .sum::<i128>()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -586,7 +647,7 @@ mod tests {
             }
         }
         assert_eq!(admitted, [0, 10, 20, 3610, 3620, 3630, 7220, 7230, 7240]);
-        assert_eq!(worst_window_ms(&sent), 3_000);
+        assert_eq!(busiest_hour_ms(&sent), 3_000);
     }
 
     /// One attempt in the flood: wait `gap_ms`, then try `airtime_ms` on a
@@ -618,27 +679,6 @@ mod tests {
             }
             None => 868_600_000 + attempt.freq_offset % 100_000,
         }
-    }
-
-    /// Largest airtime (in ms) overlapping any one-hour window, over all
-    /// windows. The overlap sum is piecewise linear in the window start, so
-    /// its maximum sits where a window edge meets a transmission edge.
-    fn worst_window_ms(sent: &[(i128, i128)]) -> i128 {
-        let hour = WINDOW.as_millis() as i128;
-        let mut starts = Vec::new();
-        for &(start, end) in sent {
-            starts.extend([start, end, start - hour, end - hour]);
-        }
-        starts
-            .into_iter()
-            .map(|w0| {
-                let w1 = w0 + hour;
-                sent.iter()
-                    .map(|&(s, e)| (e.min(w1) - s.max(w0)).max(0))
-                    .sum::<i128>()
-            })
-            .max()
-            .unwrap_or(0)
     }
 
     proptest! {
@@ -677,7 +717,7 @@ mod tests {
                 }
             }
             for band in Band::ALL {
-                let worst = worst_window_ms(&sent[band.slot()]);
+                let worst = busiest_hour_ms(&sent[band.slot()]);
                 prop_assert!(
                     worst <= band.budget().as_millis() as i128,
                     "band {:?}: {} ms in one hour, budget {:?}", band, worst, band.budget()

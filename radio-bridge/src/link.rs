@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -99,6 +99,14 @@ pub struct RxFrame {
     pub meta: RxMeta,
 }
 
+/// The longest a link holds a [`Transmit`] it cannot send yet (a GWMP link
+/// that has heard no packet forwarder's PULL_DATA since it started) before
+/// answering it as not sent. The scheduler charges airtime as if every
+/// frame might start this late, so a held frame never escapes the duty
+/// cycle. 10 s: a Seed device repeats an unacked message after that, and
+/// the repeat gets its own ack.
+pub const MAX_TX_HOLD: Duration = Duration::from_secs(10);
+
 /// A request to put bytes on air.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transmit {
@@ -171,6 +179,12 @@ pub struct LinkCounters {
     pub tx_failed: AtomicU64,
     /// Times the link went from up to down.
     pub disconnects: AtomicU64,
+    /// Transmissions held because the link did not yet know where to send
+    /// them (a GWMP link before any packet forwarder's PULL_DATA).
+    pub tx_held: AtomicU64,
+    /// Held transmissions that could not be sent within [`MAX_TX_HOLD`]
+    /// (or found the hold full); each also counts in `tx_failed`.
+    pub tx_too_late: AtomicU64,
 }
 
 impl LinkCounters {
@@ -190,6 +204,8 @@ impl LinkCounters {
             tx_ok: get(&self.tx_ok),
             tx_failed: get(&self.tx_failed),
             disconnects: get(&self.disconnects),
+            tx_held: get(&self.tx_held),
+            tx_too_late: get(&self.tx_too_late),
         }
     }
 }
@@ -205,6 +221,8 @@ pub struct LinkCountersSnapshot {
     pub tx_ok: u64,
     pub tx_failed: u64,
     pub disconnects: u64,
+    pub tx_held: u64,
+    pub tx_too_late: u64,
 }
 
 /// A boxed future, so links of different types can live in one list.

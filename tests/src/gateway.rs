@@ -93,6 +93,8 @@ pub struct TestConfig {
     pub mqtt_extra: String,
     /// Extra TOML appended verbatim (e.g. `[storage]\nquota_mb = 1`).
     pub extra: String,
+    /// `[region] name`: `unrestricted` unless a test checks the duty cycle.
+    pub region: String,
 }
 
 impl TestConfig {
@@ -105,14 +107,16 @@ impl TestConfig {
             mqtt_url: None,
             mqtt_extra: String::new(),
             extra: String::new(),
+            region: "unrestricted".into(),
         }
     }
 
     pub fn toml(&self) -> String {
         let mut t = format!(
-            "[gateway]\ndata_dir = {:?}\nlog_level = \"info\"\n\n[http]\nbind = \"{}\"\n\n[region]\nname = \"unrestricted\"\n\n[[link]]\nname = \"gwmp0\"\ntype = \"gwmp\"\nbind = \"{}\"\n{}\n",
+            "[gateway]\ndata_dir = {:?}\nlog_level = \"info\"\n\n[http]\nbind = \"{}\"\n\n[region]\nname = \"{}\"\n\n[[link]]\nname = \"gwmp0\"\ntype = \"gwmp\"\nbind = \"{}\"\n{}\n",
             self.data_dir.join("data"),
             self.http,
+            self.region,
             self.gwmp,
             self.link_extra
         );

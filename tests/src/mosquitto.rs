@@ -75,6 +75,19 @@ pub struct TlsListener {
     pub require_certificate: bool,
 }
 
+impl TlsListener {
+    /// The listener of a broker with `pki`'s server certificate that wants
+    /// a client certificate from `pki`'s CA.
+    pub fn requiring_client_certificates(pki: &crate::pki::TestPki) -> TlsListener {
+        TlsListener {
+            ca_file: pki.ca_cert.clone(),
+            cert_file: pki.server_cert.clone(),
+            key_file: pki.server_key.clone(),
+            require_certificate: true,
+        }
+    }
+}
+
 /// A running (or stopped) broker.
 pub struct Mosquitto {
     dir: tempfile::TempDir,

@@ -13,7 +13,12 @@ pub struct TestPki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    ca_key: PathBuf,
 }
+
+/// Extensions of a client certificate.
+const CLIENT_EXT: &str = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                          extendedKeyUsage=clientAuth\n";
 
 impl TestPki {
     /// Generates everything under `dir` (file names start with `name`, so
@@ -27,84 +32,106 @@ impl TestPki {
             server_key: path("server.key"),
             client_cert: path("client.crt"),
             client_key: path("client.key"),
+            ca_key: path("ca.key"),
         };
-        let ca_key = path("ca.key");
-        openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            s(&ca_key),
-            "-out",
-            s(&pki.ca_cert),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=seed test CA {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        let leaf = |cert: &Path, key: &Path, cn: &str, ext: &str| {
-            let csr = cert.with_extension("csr");
-            let ext_file = cert.with_extension("ext");
-            std::fs::write(&ext_file, ext).expect("write extension file");
-            openssl(&[
-                "req",
-                "-new",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-keyout",
-                s(key),
-                "-out",
-                s(&csr),
-                "-subj",
-                &format!("/CN={cn}"),
-            ]);
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                s(&csr),
-                "-CA",
-                s(&pki.ca_cert),
-                "-CAkey",
-                s(&ca_key),
-                "-set_serial",
-                &format!("{}", rand_serial()),
+        let ca_key = &pki.ca_key;
+        new_key_and_request(
+            ca_key,
+            &pki.ca_cert,
+            &format!("seed test CA {name}"),
+            &[
+                "-x509",
                 "-days",
                 "2",
-                "-out",
-                s(cert),
-                "-extfile",
-                s(&ext_file),
-            ]);
-        };
-        leaf(
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        pki.issue(
             &pki.server_cert,
             &pki.server_key,
             "localhost",
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
              extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+            "2",
         );
-        leaf(
+        pki.issue(
             &pki.client_cert,
             &pki.client_key,
             "seed-gateway-test",
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=clientAuth\n",
+            CLIENT_EXT,
+            "2",
         );
         pki
     }
+
+    /// A client certificate from this CA that expired yesterday:
+    /// `(certificate, key)`, next to the others.
+    pub fn expired_client(&self) -> (PathBuf, PathBuf) {
+        let cert = self.client_cert.with_file_name(format!(
+            "expired-{}",
+            self.client_cert
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("client.crt")
+        ));
+        let key = cert.with_extension("key");
+        // Valid from now until a day ago: expired whatever the clock says.
+        self.issue(&cert, &key, "seed-gateway-expired", CLIENT_EXT, "-1");
+        (cert, key)
+    }
+
+    /// A new key and a certificate for it signed by this CA, valid `days`.
+    fn issue(&self, cert: &Path, key: &Path, cn: &str, ext: &str, days: &str) {
+        let csr = cert.with_extension("csr");
+        let ext_file = cert.with_extension("ext");
+        std::fs::write(&ext_file, ext).expect("write extension file");
+        new_key_and_request(key, &csr, cn, &[]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            s(&csr),
+            "-CA",
+            s(&self.ca_cert),
+            "-CAkey",
+            s(&self.ca_key),
+            "-set_serial",
+            &format!("{}", rand_serial()),
+            "-days",
+            days,
+            "-out",
+            s(cert),
+            "-extfile",
+            s(&ext_file),
+        ]);
+    }
+}
+
+/// `openssl req`: a new EC P-256 key in `key` and, for common name `cn`, a
+/// signing request in `out` (a self-signed certificate with `-x509` in
+/// `extra`).
+fn new_key_and_request(key: &Path, out: &Path, cn: &str, extra: &[&str]) {
+    let subject = format!("/CN={cn}");
+    let mut args = vec![
+        "req",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-keyout",
+        s(key),
+        "-out",
+        s(out),
+        "-subj",
+        &subject,
+    ];
+    args.extend_from_slice(extra);
+    openssl(&args);
 }
 
 fn s(path: &Path) -> &str {

@@ -97,6 +97,14 @@ async fn publish_latency_is_a_consistent_prometheus_histogram() {
         .unwrap();
     let total: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
     assert_eq!(total as f64, count);
+    // And in words on the status page.
+    let told = status["summary"]["publish_latency"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        told.starts_with("Half reached the broker within ") && told.contains(" since start"),
+        "{told:?}"
+    );
 
     gateway.stop().await;
 }

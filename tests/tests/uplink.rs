@@ -358,12 +358,9 @@ fn tls_config(broker: &Mosquitto, ca: &TestPki, client: Option<&TestPki>) -> Mqt
 }
 
 async fn tls_broker(pki: &TestPki) -> Mosquitto {
-    Mosquitto::start(MosquittoOptions::new().with_tls(TlsListener {
-        ca_file: pki.ca_cert.clone(),
-        cert_file: pki.server_cert.clone(),
-        key_file: pki.server_key.clone(),
-        require_certificate: true,
-    }))
+    Mosquitto::start(
+        MosquittoOptions::new().with_tls(TlsListener::requiring_client_certificates(pki)),
+    )
     .await
 }
 

@@ -264,6 +264,22 @@ fn links(out: &mut Exposition, status: &Status) {
         );
     }
     out.family(
+        "seed_link_tx_held_total",
+        Kind::Counter,
+        "Transmissions each link held until it knew where to send them, by \
+         outcome: held (all of them), too_late (not sent: the device had stopped \
+         listening, or the hold was full).",
+    );
+    for link in &status.links {
+        for (outcome, count) in [("held", link.tx_held), ("too_late", link.tx_too_late)] {
+            out.sample(
+                "seed_link_tx_held_total",
+                &[("link", &link.name), ("outcome", outcome)],
+                count as f64,
+            );
+        }
+    }
+    out.family(
         "seed_link_last_rssi_dbm",
         Kind::Gauge,
         "Signal strength of the last frame heard on each link.",

@@ -133,6 +133,14 @@ pub struct LinkView {
     pub bad_crc: u64,
     /// Errors talking to the device itself (serial read errors, socket errors, restarts).
     pub device_errors: u64,
+    /// Transmissions held because the link did not yet know where to send
+    /// them (a GWMP link before its packet forwarder's first PULL_DATA).
+    #[serde(default)]
+    pub tx_held: u64,
+    /// Held transmissions that could not go out in time (the device had
+    /// stopped listening): not sent, and counted here rather than lost silently.
+    #[serde(default)]
+    pub tx_too_late: u64,
     /// Signal strength of the last frame, dBm.
     pub last_rssi: Option<f32>,
     /// Signal-to-noise ratio of the last frame, dB.
@@ -458,6 +466,25 @@ impl LatencyHistogram {
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
+
+    /// The smallest bound within which at least `share` (0..=1) of the
+    /// observations fell; infinity when that takes the bucket above every
+    /// bound, `None` without observations.
+    pub fn bound_for_share(&self, share: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let wanted = (share.clamp(0.0, 1.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                return Some(self.bounds_s.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
 }
 
 /// The gateway's wall clock in Unix milliseconds (0 if the clock is before 1970).
@@ -489,6 +516,10 @@ mod tests {
         assert_eq!(histogram.counts, vec![2, 1, 1]);
         assert_eq!(histogram.count(), 4);
         assert!((histogram.sum_s - 7.65).abs() < 1e-9);
+        assert_eq!(histogram.bound_for_share(0.5), Some(0.1));
+        assert_eq!(histogram.bound_for_share(0.75), Some(1.0));
+        assert_eq!(histogram.bound_for_share(0.9), Some(f64::INFINITY));
+        assert_eq!(LatencyHistogram::default().bound_for_share(0.5), None);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Summary {
     pub traffic: Line,
     /// Split messages that went wrong; absent (null) while nothing did.
     pub fragments: Option<Line>,
+    /// How long messages took from this gateway's disk to the broker's
+    /// acknowledgement; absent until one has been published.
+    pub publish_latency: Option<Line>,
     /// The software and its latest update; absent when updates are off.
     pub update: Option<Line>,
 }
@@ -86,6 +89,7 @@ pub fn summarize(status: &Status, neighbors: &[Neighbor], now_ms: u64) -> Summar
         neighbors: neighbors_line(neighbors),
         traffic: traffic_line(&status.traffic_24h),
         fragments: fragments_line(&status.fragments),
+        publish_latency: latency_line(&status.uplink.publish_latency),
         update: status.update.as_ref().map(update_line),
     }
 }
@@ -114,6 +118,26 @@ fn update_line(u: &crate::model::UpdateView) -> Line {
         "failed" => Line::new(Level::Warn, format!("Update {version} failed{because}. Nothing was changed.")),
         other => Line::new(Level::Ok, format!("Update {version}: {other}.")),
     }
+}
+
+/// "Half reached the broker within 0.25 s, 9 in 10 within 1 s (1,234 since start)."
+fn latency_line(histogram: &crate::model::LatencyHistogram) -> Option<Line> {
+    let within = |share: f64| {
+        histogram
+            .bound_for_share(share)
+            .map(|bound| match histogram.bounds_s.last() {
+                Some(last) if bound.is_infinite() => format!("more than {last} s"),
+                _ => format!("within {bound} s"),
+            })
+    };
+    let (half, most) = (within(0.5)?, within(0.9)?);
+    Some(Line {
+        level: Level::Ok,
+        text: format!(
+            "Half reached the broker {half}, 9 in 10 {most} ({} since start).",
+            thousands(histogram.count())
+        ),
+    })
 }
 
 /// "3 split messages could not be completed (pieces missing); 2 broken pieces ignored."
@@ -615,6 +639,8 @@ mod tests {
             malformed: 0,
             bad_crc: 0,
             device_errors: 0,
+            tx_held: 0,
+            tx_too_late: 0,
             last_rssi: Some(-87.4),
             last_snr: Some(7.2),
             last_frame_ms: Some(NOW - 3_000),
@@ -674,6 +700,22 @@ mod tests {
         assert_eq!(line.level, Level::Warn);
         assert!(line.text.contains("not newer"), "{}", line.text);
         assert!(line.text.ends_with("Nothing was changed."), "{}", line.text);
+    }
+
+    #[test]
+    fn publish_latency_is_told_once_something_was_published() {
+        let mut st = status();
+        assert_eq!(summarize(&st, &[], 0).publish_latency, None);
+        for seconds in [0.02, 0.03, 0.2, 0.4, 40.0] {
+            st.uplink.publish_latency.observe(seconds);
+        }
+        assert_eq!(
+            summarize(&st, &[], 0).publish_latency.map(|l| l.text),
+            Some(
+                "Half reached the broker within 0.25 s, 9 in 10 more than 30 s (5 since start)."
+                    .into()
+            )
+        );
     }
 
     #[test]

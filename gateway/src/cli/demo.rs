@@ -18,6 +18,9 @@ use super::fail;
 use crate::config::{Config, MqttConfig};
 use crate::daemon;
 
+/// Where the simulated devices keep their counters in the data directory.
+const DEVICE_COUNTERS_FILE: &str = "demo-devices.txt";
+
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// MQTT broker to publish to, e.g. mqtt://127.0.0.1:1883. Without it,
@@ -27,7 +30,10 @@ pub struct DemoArgs {
     /// Address of the status page.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
-    /// Data directory; default: a fresh directory under the system's temp dir.
+    /// Data directory; default: a fresh directory under the system's temp
+    /// dir. Started again on the same directory, the demo carries on: the
+    /// gateway keeps its store, and the simulated devices their counters
+    /// (demo-devices.txt), so they send new frames rather than repeat old ones.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Number of simulated devices.
@@ -115,6 +121,7 @@ pub fn demo(args: DemoArgs) -> ExitCode {
                 // Each kiosk its own devices.
                 seed: args.seed + index as u64 * 1000,
                 transaction_interval: Some(Duration::from_secs(60)),
+                counters_file: Some(config.gateway.data_dir.join(DEVICE_COUNTERS_FILE)),
                 ..FleetOptions::default()
             };
             let fleet_stop = stop.clone();

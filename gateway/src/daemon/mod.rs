@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::airtime_journal::Restored;
 use crate::config::Config;
 use crate::heartbeat::{self, HeartbeatSender, PowerSource};
 use crate::ingest::Ingest;
@@ -203,6 +204,15 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
     };
     let (mut scheduler, scheduler_handle, requests) =
         Scheduler::new(identity.clone(), tx_links, region);
+    if region == Region::Eu868 {
+        let restored = scheduler.keep_ledger_in(&data_dir).map_err(|e| {
+            format!(
+                "cannot keep the airtime journal in {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        note_restored_airtime(&state, &restored);
+    }
     // The mailbox counts a delivery attempt when its frame is on air.
     let (reports_tx, reports_rx) = mpsc::unbounded_channel();
     scheduler.report_to(reports_tx);
@@ -407,6 +417,30 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
         ota,
         peering,
     })
+}
+
+/// Says on the status page what the airtime journal brought back.
+fn note_restored_airtime(state: &GatewayState, restored: &Restored) {
+    if let Some(reason) = &restored.unreadable {
+        state.event(
+            "radio",
+            "warn",
+            format!(
+                "The airtime journal could not be read ({reason}): every sub-band counts as \
+                 fully used for the next hour, so nothing is transmitted until then"
+            ),
+        );
+    } else if restored.entries > 0 {
+        state.event(
+            "radio",
+            "info",
+            format!(
+                "Airtime of the last hour carried over from before the restart: {} \
+                 transmissions ({} from before a reboot, counted as if just before it)",
+                restored.entries, restored.from_earlier_boot
+            ),
+        );
+    }
 }
 
 async fn save_neighbors(store: &Store, state: &GatewayState) {

@@ -331,6 +331,8 @@ fn carry_over(from: &LinkCounters, to: &LinkCounters) {
         (&from.tx_ok, &to.tx_ok),
         (&from.tx_failed, &to.tx_failed),
         (&from.disconnects, &to.disconnects),
+        (&from.tx_held, &to.tx_held),
+        (&from.tx_too_late, &to.tx_too_late),
     ];
     for (old, new) in pairs {
         new.fetch_add(old.load(Ordering::Relaxed), Ordering::Relaxed);

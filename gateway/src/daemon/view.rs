@@ -157,6 +157,8 @@ impl GatewayViewImpl {
                     malformed: c.malformed,
                     bad_crc: c.bad_crc,
                     device_errors: c.device_errors,
+                    tx_held: c.tx_held,
+                    tx_too_late: c.tx_too_late,
                     last_rssi: l.last_rssi,
                     last_snr: l.last_snr,
                     last_frame_ms: None,

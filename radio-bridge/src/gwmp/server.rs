@@ -45,13 +45,19 @@
 //!   `rebind_interval`).
 //!
 //! Up means "hearing"; transmitting additionally needs a PULL_DATA within
-//! the window, else the request fails with [`TxError::NotConnected`].
-//! Every failed request, whatever the reason, counts in `tx_failed`.
+//! the window. A request that finds none (after a restart, the forwarders
+//! speak again only at their next keep-alive, 5–10 s later) is held, up to
+//! `hold_without_forwarder` ([`MAX_TX_HOLD`], the time a device waits for
+//! its ack) and at most 64 at once, counted in `tx_held`, and sent as soon
+//! as a PULL_DATA says where; one still held at its deadline, or finding
+//! the hold full, fails with [`TxError::NotConnected`] and counts in
+//! `tx_too_late`. Every failed request, whatever the reason, counts in
+//! `tx_failed`.
 //!
 //! Anyone who can reach the port can inject packets; GWMP has no
 //! authentication. The frames' own signatures, checked above, are the guard.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +75,7 @@ use super::rxpk::RxPkReject;
 use super::txpk::{tx_ack_outcome, PullRespPayload, TxAckPayload, TxPk};
 use crate::link::{
     unix_millis, Link, LinkCounters, LinkEvent, LinkFuture, LinkState, Transmit, TxError,
+    MAX_TX_HOLD,
 };
 
 /// Reason text when a TX_ACK never came.
@@ -76,6 +83,10 @@ pub const NO_TX_ACK: &str = "NO_TX_ACK";
 
 /// Largest UDP payload; a PUSH_DATA with many rxpk can get big.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Transmissions held while no forwarder is known, beyond which new ones
+/// are answered as not sent at once (and counted as too late).
+const MAX_HELD_TX: usize = 64;
 
 /// PULL_RESPs awaiting their TX_ACK beyond which new requests are refused.
 /// A concentrator's just-in-time queue holds 32 packets; anything near this
@@ -101,6 +112,9 @@ pub struct GwmpConfig {
     pub tx_rf_chain: u32,
     /// Pause between attempts to bind an unavailable address.
     pub rebind_interval: Duration,
+    /// How long a transmission is held while no packet forwarder can take
+    /// it (capped at [`MAX_TX_HOLD`]).
+    pub hold_without_forwarder: Duration,
 }
 
 impl GwmpConfig {
@@ -115,6 +129,7 @@ impl GwmpConfig {
             downlink_gateway: None,
             tx_rf_chain: 0,
             rebind_interval: Duration::from_secs(5),
+            hold_without_forwarder: MAX_TX_HOLD,
         }
     }
 }
@@ -196,6 +211,12 @@ struct PendingTx {
     deadline: Instant,
 }
 
+/// A transmission waiting for a forwarder to send it through.
+struct HeldTx {
+    request: Transmit,
+    deadline: Instant,
+}
+
 /// What the forwarders said so far about one request sent through several.
 #[derive(Debug)]
 struct Copies {
@@ -215,6 +236,8 @@ struct Driver {
     /// Requests sent through several forwarders (a frame for everyone), by
     /// id: answered once every copy is.
     copies: HashMap<u64, Copies>,
+    /// Requests that came while no forwarder could take them, oldest first.
+    held: VecDeque<HeldTx>,
     state: LinkState,
     bound_at: Instant,
     /// The bound address (differs from the config for port 0).
@@ -239,6 +262,7 @@ impl Driver {
             forwarders,
             pending: HashMap::new(),
             copies: HashMap::new(),
+            held: VecDeque::new(),
             // Differs from every real state, so the first report is sent.
             state: LinkState::Down(String::new()),
             bound_at: Instant::now(),
@@ -312,12 +336,20 @@ impl Driver {
         for id in open {
             self.answered(id, self.missing_ack_outcome()).await;
         }
+        while let Some(held) = self.held.pop_front() {
+            self.too_late(held.request.id).await;
+        }
     }
 
     /// The next moment something can change without a datagram arriving.
     fn next_wakeup(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let tx_deadline = self.pending.values().map(|p| p.deadline).min();
+        let tx_deadline = self
+            .pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(self.held.front().map(|h| h.deadline))
+            .min();
         let state_change = match self.state {
             LinkState::Up => self.forwarders.silent_at(),
             LinkState::Connecting => Some(self.bound_at + self.config.keepalive_window),
@@ -342,6 +374,12 @@ impl Driver {
                 warn!(link = %self.config.name, id = pending.id, gateway = %pending.gateway,
                       "no TX_ACK within {:?}", self.config.tx_ack_timeout);
                 self.answered(pending.id, self.missing_ack_outcome()).await;
+            }
+        }
+        // Held in arrival order with one hold time: the front expires first.
+        while self.held.front().is_some_and(|h| h.deadline <= now) {
+            if let Some(held) = self.held.pop_front() {
+                self.too_late(held.request.id).await;
             }
         }
         self.forwarders.prune(now);
@@ -425,6 +463,7 @@ impl Driver {
                 self.forwarders.pulled(gateway, from, now);
                 self.reply(socket, Datagram::PullAck { token }, from).await;
                 self.update_state(now).await;
+                self.release_held(socket, now).await;
             }
             Datagram::TxAck {
                 token,
@@ -472,6 +511,72 @@ impl Driver {
 
     async fn on_transmit(&mut self, socket: &UdpSocket, request: Transmit) {
         let now = Instant::now();
+        if let Err(error) = TxPk::from_transmit(&request, self.config.tx_rf_chain) {
+            self.finish(request.id, Err(TxError::Rejected(error.to_string())))
+                .await;
+            return;
+        }
+        if self.targets(&request, now).is_empty() {
+            self.hold(request, now).await;
+            return;
+        }
+        self.send(socket, request, now).await;
+    }
+
+    /// Where a request goes: a frame for one device through one forwarder
+    /// (the one that heard it, when still reachable); a frame for everyone
+    /// (no `via`) through each.
+    fn targets(&self, request: &Transmit, now: Instant) -> Vec<(Eui, SocketAddr)> {
+        match &request.via {
+            Some(via) => {
+                let preferred = via.parse::<Eui>().ok();
+                Vec::from_iter(self.forwarders.downlink_target(preferred, now))
+            }
+            None => self.forwarders.broadcast_targets(now),
+        }
+    }
+
+    /// Keeps a request no forwarder can take yet (after a restart, until
+    /// the first PULL_DATA) for the hold time; a full hold answers at once.
+    async fn hold(&mut self, request: Transmit, now: Instant) {
+        if self.held.len() >= MAX_HELD_TX {
+            warn!(link = %self.config.name, id = request.id,
+                  "no packet forwarder to send through and {MAX_HELD_TX} transmissions already held");
+            self.too_late(request.id).await;
+            return;
+        }
+        LinkCounters::bump(&self.counters.tx_held);
+        debug!(link = %self.config.name, id = request.id, "held until a packet forwarder asks");
+        let hold = self.config.hold_without_forwarder.min(MAX_TX_HOLD);
+        self.held.push_back(HeldTx {
+            request,
+            deadline: now + hold,
+        });
+    }
+
+    /// A forwarder just said where it listens: send what was held for it.
+    async fn release_held(&mut self, socket: &UdpSocket, now: Instant) {
+        let held = std::mem::take(&mut self.held);
+        for HeldTx { request, deadline } in held {
+            if deadline <= now {
+                self.too_late(request.id).await;
+            } else if self.targets(&request, now).is_empty() {
+                // The forwarder that asked cannot reach this one's device.
+                self.held.push_back(HeldTx { request, deadline });
+            } else {
+                self.send(socket, request, now).await;
+            }
+        }
+    }
+
+    /// A held request that no forwarder could take in time: answered as not
+    /// sent, and counted so the loss of an ack is never silent.
+    async fn too_late(&self, id: u64) {
+        LinkCounters::bump(&self.counters.tx_too_late);
+        self.finish(id, Err(TxError::NotConnected)).await;
+    }
+
+    async fn send(&mut self, socket: &UdpSocket, request: Transmit, now: Instant) {
         let txpk = match TxPk::from_transmit(&request, self.config.tx_rf_chain) {
             Ok(txpk) => txpk,
             Err(error) => {
@@ -480,16 +585,7 @@ impl Driver {
                 return;
             }
         };
-        // A frame for one device goes through one forwarder (the one that
-        // heard it, when still reachable); a frame for everyone (no `via`)
-        // through each.
-        let targets = match &request.via {
-            Some(via) => {
-                let preferred = via.parse::<Eui>().ok();
-                Vec::from_iter(self.forwarders.downlink_target(preferred, now))
-            }
-            None => self.forwarders.broadcast_targets(now),
-        };
+        let targets = self.targets(&request, now);
         if targets.is_empty() {
             self.finish(request.id, Err(TxError::NotConnected)).await;
             return;

@@ -383,9 +383,35 @@ async fn tx_ack_too_late_is_a_rejection() {
 }
 
 #[tokio::test]
-async fn no_forwarder_means_not_connected() {
+async fn what_comes_before_the_first_pull_data_is_held_and_then_sent() {
     let mut link = start(config()).await;
+    for id in [1, 2] {
+        let request = Transmit {
+            id,
+            bytes: b"ack before any forwarder".to_vec(),
+            params: RadioParams::default(),
+            via: (id == 2).then(|| GW_A.to_string()),
+        };
+        link.transmit.send(request).await.unwrap();
+    }
+    // The forwarder's first PULL_DATA, a moment after the (re)start.
+    let forwarder = link.forwarder(GW_A).await;
+    assert_eq!(link.tx_done(1).await, Ok(()));
+    assert_eq!(link.tx_done(2).await, Ok(()));
+    assert_eq!(forwarder.stats().pull_resps, 2);
+    let counters = link.counters();
+    assert_eq!((counters.tx_held, counters.tx_too_late), (2, 0));
+    assert_eq!((counters.tx_ok, counters.tx_failed), (2, 0));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn no_forwarder_within_the_hold_means_not_connected_and_counted() {
+    let mut config = config();
+    config.hold_without_forwarder = Duration::from_millis(100);
+    let mut link = start(config).await;
     assert_eq!(link.send(1, b"nobody").await, Err(TxError::NotConnected));
+    assert_eq!(link.counters().tx_too_late, 1);
 
     // Heard through PUSH_DATA only: still no downlink path.
     let pusher = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -410,7 +436,11 @@ async fn no_forwarder_means_not_connected() {
         link.send(2, b"still nobody").await,
         Err(TxError::NotConnected)
     );
-    assert_eq!(link.counters().tx_failed, 2);
+    let counters = link.counters();
+    assert_eq!(
+        (counters.tx_failed, counters.tx_held, counters.tx_too_late),
+        (2, 2, 2)
+    );
     link.stop().await;
 }
 

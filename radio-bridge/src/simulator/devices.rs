@@ -16,6 +16,7 @@
 //! reorders packets in both directions as [`AirConditions`] say.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -132,6 +133,11 @@ pub struct FleetOptions {
     /// Whether devices ack the downlinks they receive and NACK gaps (on by
     /// default; off simulates a device that hears but never answers).
     pub ack_downlinks: bool,
+    /// Where the devices keep their counters between runs (`None`: every
+    /// run starts afresh). A fleet started again on the same file carries
+    /// on where the last one stopped, as real devices do when the gateway
+    /// restarts, instead of repeating its earlier frames.
+    pub counters_file: Option<PathBuf>,
 }
 
 impl Default for FleetOptions {
@@ -147,6 +153,7 @@ impl Default for FleetOptions {
             heartbeats: true,
             transaction_interval: None,
             ack_downlinks: true,
+            counters_file: None,
         }
     }
 }
@@ -218,17 +225,27 @@ pub async fn run_fleet(options: FleetOptions, air: Air, stop: CancellationToken)
     let speed = options.speed.max(0.001);
     let scaled = |d: Duration| d.div_f64(speed);
     let start = Instant::now();
+    let saved = options
+        .counters_file
+        .as_deref()
+        .map(load_counters)
+        .unwrap_or_default();
     let mut devices: Vec<Device> = (0..options.devices)
         .map(|i| {
+            let identity = device_identity(options.seed, i);
+            let first = 1000 + i as u32;
+            let counter = saved
+                .get(&identity.id_hex())
+                .map_or(first, |&last| last.max(first));
             let power = match i % 5 {
                 3 => PowerState::LowPower,
                 4 => PowerState::Charging,
                 _ => PowerState::Normal,
             };
             Device {
-                identity: device_identity(options.seed, i),
+                identity,
                 power,
-                counter: 1000 + i as u32,
+                counter,
                 ledger_height: 280 + (i as u64 * 7) % 20,
                 // Stagger first heartbeats so they do not collide.
                 next_heartbeat: start + scaled(Duration::from_millis(rng.random_range(0..2000u64))),
@@ -255,6 +272,7 @@ pub async fn run_fleet(options: FleetOptions, air: Air, stop: CancellationToken)
     let mut up_air: Impaired<AirPacket> = Impaired::new();
     let mut down_air: Impaired<Vec<u8>> = Impaired::new();
     let mut heard_now: Vec<Vec<u8>> = Vec::new();
+    let mut saved_total: u64 = devices.iter().map(|d| u64::from(d.counter)).sum();
 
     loop {
         let now = Instant::now();
@@ -315,6 +333,20 @@ pub async fn run_fleet(options: FleetOptions, air: Air, stop: CancellationToken)
                 }
             }
         }
+        if let Some(path) = &options.counters_file {
+            // Before the frames go on air: a kill after this cannot make the
+            // next run repeat a counter that was heard.
+            let total: u64 = devices.iter().map(|d| u64::from(d.counter)).sum();
+            if total != saved_total {
+                saved_total = total;
+                if let Err(e) = save_counters(path, &devices) {
+                    tracing::warn!(
+                        "cannot keep the devices' counters in {}: {e}",
+                        path.display()
+                    );
+                }
+            }
+        }
         for (device_id, frame) in to_send {
             let set_id = rng.random::<u16>();
             let tag = fragment::sender_tag(&device_id);
@@ -353,6 +385,32 @@ pub async fn run_fleet(options: FleetOptions, air: Air, stop: CancellationToken)
     ids.sort();
     summary.acked_ids = ids;
     summary
+}
+
+/// Each device's last counter by device id (hex), from a file written by
+/// [`save_counters`]; what cannot be read counts as nothing saved.
+fn load_counters(path: &Path) -> HashMap<String, u32> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (id, counter) = line.split_once(' ')?;
+            Some((id.to_string(), counter.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// One line per device, `<device id hex> <last counter>`, replaced whole
+/// (written aside, then renamed) so a kill never leaves half a file.
+fn save_counters(path: &Path, devices: &[Device]) -> std::io::Result<()> {
+    let text: String = devices
+        .iter()
+        .map(|d| format!("{} {}\n", d.identity.id_hex(), d.counter))
+        .collect();
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text)?;
+    std::fs::rename(&aside, path)
 }
 
 async fn put_on_air(

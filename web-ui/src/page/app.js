@@ -71,7 +71,7 @@
     $("verdict-text").textContent = s.verdict.text;
 
     setLine("uplink-summary", s.uplink);
-    renderUplinkDetails(doc.uplink, doc.now_ms);
+    renderUplinkDetails(doc.uplink, doc.now_ms, s.publish_latency);
     renderLinks(doc.links, s.links);
     setLine("frames-summary", s.frames);
     setLine("fragments-summary", s.fragments);
@@ -95,7 +95,7 @@
     $("updated").textContent = new Date().toLocaleTimeString();
   }
 
-  function renderUplinkDetails(up, now) {
+  function renderUplinkDetails(up, now, latency) {
     var dl = $("uplink-details");
     clear(dl);
     function fact(name, value, id) {
@@ -108,6 +108,7 @@
     fact("Waiting", thousands(up.backlog), "uplink-backlog");
     if (up.oldest_pending_ms) fact("Oldest waiting", ago(now - up.oldest_pending_ms), "uplink-oldest");
     fact("Sent since start", thousands(up.published_total), "uplink-published");
+    if (latency) fact("Time to the broker", latency.text, "uplink-latency");
     fact("Last problem", up.last_error, "uplink-error");
   }
 
