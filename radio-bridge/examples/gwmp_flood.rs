@@ -115,22 +115,6 @@ fn frame(ids: &[Identity], n: u64, heartbeats: bool) -> Vec<u8> {
         .bytes
 }
 
-/// `RxPk` holds RSSI as a float and serializes `-80.0`; the protocol (and
-/// `lora_pkt_fwd`) send a signed integer, and strict servers such as
-/// ChirpStack's forwarder refuse the float. Written the way the hardware
-/// writes it.
-fn whole_db_rssi(datagram: Vec<u8>) -> Vec<u8> {
-    const FLOAT: &[u8] = b"\"rssi\":-80.0";
-    match datagram.windows(FLOAT.len()).position(|w| w == FLOAT) {
-        Some(at) => [
-            &datagram[..at + FLOAT.len() - 2],
-            &datagram[at + FLOAT.len()..],
-        ]
-        .concat(),
-        None => datagram,
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = parse_args();
@@ -150,7 +134,7 @@ async fn main() {
         .map(|i| {
             let bytes = frame(&ids, args.first + i, args.heartbeats);
             let rxpk = RxPk::lora(&bytes, &radio, -80.0, 7.5, CrcStatus::Ok, i as u32);
-            let datagram = Datagram::PushData {
+            Datagram::PushData {
                 token: i as u16,
                 gateway,
                 payload: PushPayload {
@@ -158,8 +142,7 @@ async fn main() {
                     stat: None,
                 },
             }
-            .to_bytes();
-            whole_db_rssi(datagram)
+            .to_bytes()
         })
         .collect();
     eprintln!(

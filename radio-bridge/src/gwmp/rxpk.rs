@@ -60,7 +60,11 @@ pub struct RxPk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codr: Option<String>,
     /// RSSI in dBm (the spec says integer; floats are accepted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "whole_dbm"
+    )]
     pub rssi: Option<f64>,
     /// LoRa SNR in dB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,6 +266,16 @@ fn finite_f32(value: f64) -> Option<f32> {
     narrowed.is_finite().then_some(narrowed)
 }
 
+/// Writes a whole RSSI as the integer the protocol (and `lora_pkt_fwd`)
+/// sends: strict servers such as ChirpStack's forwarder refuse `-80.0`.
+fn whole_dbm<S: serde::Serializer>(rssi: &Option<f64>, out: S) -> Result<S::Ok, S::Error> {
+    match rssi {
+        Some(dbm) if dbm.fract() == 0.0 && dbm.abs() < 1e6 => out.serialize_i64(*dbm as i64),
+        Some(dbm) => out.serialize_f64(*dbm),
+        None => out.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +379,20 @@ mod tests {
         let frame = packet.to_frame("gw", 0).unwrap();
         assert_eq!(frame.meta.rssi, None);
         assert_eq!(frame.meta.freq_hz, None);
+    }
+
+    #[test]
+    fn a_whole_rssi_is_written_as_an_integer_like_lora_pkt_fwd() {
+        let rxpk = RxPk::lora(
+            &[1, 2, 3],
+            &RadioParams::default(),
+            -80.0,
+            7.5,
+            CrcStatus::Ok,
+            0,
+        );
+        let json = serde_json::to_string(&rxpk).expect("serializes");
+        assert!(json.contains("\"rssi\":-80,"), "{json}");
     }
 
     #[test]
