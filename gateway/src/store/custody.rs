@@ -123,17 +123,7 @@ pub(super) fn pending(
             Ok(CustodyRow {
                 id: row.get(0)?,
                 origin: row.get(1)?,
-                entry: OutboxEntry {
-                    seq: row.get(2)?,
-                    msg_id: row.get(3)?,
-                    device_id: row.get(4)?,
-                    message_type: row.get(5)?,
-                    frame: row.get(6)?,
-                    message_json: row.get(7)?,
-                    rx_json: row.get(8)?,
-                    received_at_ms: row.get(9)?,
-                    compacted_count: row.get(10)?,
-                },
+                entry: super::outbox::entry_at(row, 2)?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -107,6 +107,24 @@ pub(super) fn insert(
     Ok(CommitOutcome::Stored { seq })
 }
 
+/// The columns an outbox entry is read from, from `first` on, in this
+/// order: seq, msg_id, device_id, message_type, frame, message_json,
+/// rx_json, received_at_ms, compacted_count. The custody table keeps the
+/// same columns after its own, so both read entries here.
+pub(super) fn entry_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        seq: row.get(first)?,
+        msg_id: row.get(first + 1)?,
+        device_id: row.get(first + 2)?,
+        message_type: row.get(first + 3)?,
+        frame: row.get(first + 4)?,
+        message_json: row.get(first + 5)?,
+        rx_json: row.get(first + 6)?,
+        received_at_ms: row.get(first + 7)?,
+        compacted_count: row.get(first + 8)?,
+    })
+}
+
 /// Unpublished entries after `after_seq`, in seq order.
 pub(super) fn pending(
     conn: &Connection,
@@ -123,19 +141,7 @@ pub(super) fn pending(
          FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let entries = statement
-        .query_map(params![after_seq, limit], |row| {
-            Ok(OutboxEntry {
-                seq: row.get(0)?,
-                msg_id: row.get(1)?,
-                device_id: row.get(2)?,
-                message_type: row.get(3)?,
-                frame: row.get(4)?,
-                message_json: row.get(5)?,
-                rx_json: row.get(6)?,
-                received_at_ms: row.get(7)?,
-                compacted_count: row.get(8)?,
-            })
-        })?
+        .query_map(params![after_seq, limit], |row| entry_at(row, 0))?
         .collect::<Result<_, _>>()?;
     Ok(entries)
 }
