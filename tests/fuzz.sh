@@ -2,9 +2,11 @@
 # Fuzz radio-bridge's parsers of untrusted radio input with cargo-fuzz.
 #
 # Usage:
-#   tests/fuzz.sh [--smoke] [SECONDS] [TARGET...]
+#   tests/fuzz.sh [--smoke] [--runs N] [SECONDS] [TARGET...]
 #
 #   SECONDS   how long to fuzz each target (default 60)
+#   --runs N  stop each target after N executions instead (SECONDS is then
+#             only an upper bound; default one day)
 #   TARGET    fuzz targets to run (default: every [[bin]] in
 #             radio-bridge/fuzz/Cargo.toml): frame_decoder, kiss_deframer,
 #             gwmp_parser, fragment_reassembler
@@ -13,6 +15,7 @@
 # Examples:
 #   tests/fuzz.sh --smoke                       # every target, 5 s each
 #   tests/fuzz.sh 600 fragment_reassembler      # one target, 10 minutes
+#   tests/fuzz.sh --runs 10000000 kiss_deframer # one target, 10 million inputs
 #
 # Exits non-zero if any target crashes (panic, failed assertion, sanitizer
 # report, timeout or out-of-memory) or fails to build. The crashing input is
@@ -36,10 +39,20 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 seconds=60
 smoke=false
+runs=
 targets=()
+expect_runs=false
 for arg in "$@"; do
+    if $expect_runs; then
+        [[ "$arg" =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --runs takes a number, not $arg" >&2; exit 2; }
+        runs=$arg
+        seconds=86400
+        expect_runs=false
+        continue
+    fi
     case "$arg" in
         --smoke) smoke=true ;;
+        --runs) expect_runs=true ;;
         -h | --help) usage; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
         *)
@@ -138,7 +151,7 @@ for target in "${targets[@]}"; do
     echo "fuzz.sh: fuzzing $target for ${seconds}s"
     artifacts=$fuzz_dir/artifacts/$target
     started=$(mktemp)
-    if cargo fuzz run "$target" -- -max_total_time="$seconds"; then
+    if cargo fuzz run "$target" -- -max_total_time="$seconds" ${runs:+-runs="$runs"}; then
         passed+=("$target")
     else
         echo "fuzz.sh: $target FOUND A CRASH" >&2
