@@ -131,9 +131,16 @@ pub(super) fn pending(
 }
 
 pub(super) fn counts(conn: &Connection) -> Result<BTreeMap<[u8; 32], u64>, StoreError> {
-    let mut statement =
-        conn.prepare_cached("SELECT origin, COUNT(*) FROM custody GROUP BY origin")?;
-    let counts = statement
+    count_per_gateway(conn, "SELECT origin, COUNT(*) FROM custody GROUP BY origin")
+}
+
+/// Runs `sql`, which yields (gateway id, count) rows.
+pub(super) fn count_per_gateway(
+    conn: &Connection,
+    sql: &str,
+) -> Result<BTreeMap<[u8; 32], u64>, StoreError> {
+    let counts = conn
+        .prepare_cached(sql)?
         .query_map([], |row| {
             Ok((row.get::<_, [u8; 32]>(0)?, row.get::<_, u64>(1)?))
         })?
