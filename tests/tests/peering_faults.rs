@@ -106,6 +106,69 @@ async fn a_custodian_restarted_with_a_wiped_store_gets_the_rows_again() {
     assert_no_panic(&b);
 }
 
+#[tokio::test]
+async fn rows_a_custodian_does_not_publish_are_published_by_the_origin_once_its_uplink_is_back() {
+    let dir = data_dir();
+    let mut own_broker = Mosquitto::start(MosquittoOptions::new()).await;
+    let school_broker = Mosquitto::start(MosquittoOptions::new()).await;
+    let mut p = pair(dir.path(), &school_broker);
+    p.a.mqtt_url = Some(own_broker.url());
+    p.b.mqtt_extra = "keep_alive_secs = 600\n".into();
+    let mut direct = Subscriber::persistent(
+        own_broker.observer_port(),
+        "e2e-peer-taken-back",
+        &relayed_topic(&p.a_id),
+    )
+    .await;
+    own_broker.stop().await;
+    let b = GatewayProcess::start(&p.b).await;
+    let a = GatewayProcess::start(&p.a).await;
+    wait_peers(&a, DELIVERY_TIMEOUT, "b's uplink seen up", |v| {
+        v["peers"][0]["outbound"]["connected"] == true && v["peers"][0]["peer_uplink_up"] == true
+    })
+    .await;
+
+    // b takes the rows, then its broker stops answering for good.
+    school_broker.freeze(true);
+    let summary = Simulation::gwmp(p.a.gwmp, 2, 20)
+        .spawn()
+        .finish(SIM_TIMEOUT)
+        .await;
+    assert_eq!(summary.acked, summary.sent, "{summary:?}");
+    wait_peers(&a, DELIVERY_TIMEOUT, "every transaction handed to b", |v| {
+        first_peer(v, "handed_over_unpublished") >= summary.acked
+    })
+    .await;
+
+    // a's own internet returns: b has reported nothing, so a takes the
+    // rows back after custody_after_s and publishes them itself.
+    own_broker.restart().await;
+    let got = collect_transactions(&mut direct, &summary.acked_ids, DELIVERY_TIMEOUT).await;
+    assert!(
+        got.iter()
+            .filter(|p| summary.acked_ids.contains(&common::msg_id(p)))
+            .all(|p| body(p).get("relayed_by").is_none()),
+        "a's own broker got relayed copies"
+    );
+    let peers = wait_peers(&a, DELIVERY_TIMEOUT, "nothing kept for b any more", |v| {
+        first_peer(v, "handed_over_unpublished") == 0
+    })
+    .await;
+    assert!(
+        first_peer(&peers, "reclaimed_total") >= summary.acked,
+        "{peers}"
+    );
+    assert!(
+        peers["peers"][0]["last_reclaim"]
+            .as_str()
+            .is_some_and(|w| w.contains("reported nothing published")),
+        "{peers}"
+    );
+    school_broker.freeze(false);
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}
+
 /// Deletes the store's database files (not the key); returns how many.
 fn wipe_store(data: &Path) -> usize {
     let files: Vec<PathBuf> = std::fs::read_dir(data)

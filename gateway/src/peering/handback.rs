@@ -9,9 +9,10 @@
 //!   the old store returns to our outbox and is offered or published
 //!   again.
 //! - When our own uplink is up and the neighbour has reported nothing for
-//!   [`RECLAIM_AFTER`], what it still has of ours returns to our outbox
-//!   and we publish it ourselves: at least once beats waiting on a
-//!   neighbour that may be gone.
+//!   `custody_after_s` (the patience that made us hand rows over makes us
+//!   take them back), what it still has of ours returns to our outbox and
+//!   we publish it ourselves: at least once beats waiting on a neighbour
+//!   that may be gone.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,9 +24,6 @@ use super::wire::PeerState;
 use super::Shared;
 use crate::store::{Custodian, Reclaim};
 
-/// With our own uplink up, rows a neighbour has not reported published
-/// for this long come back to us.
-const RECLAIM_AFTER: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_secs(1);
 
 /// When each neighbour last took or published rows of ours.
@@ -51,12 +49,12 @@ impl Progress {
         }
     }
 
-    /// Whether the neighbour has been quiet for [`RECLAIM_AFTER`] (a
-    /// neighbour never heard of since we started starts its wait now).
-    fn stalled(&self, index: usize) -> bool {
+    /// Whether the neighbour has been quiet for `patience` (a neighbour
+    /// not heard of since we started starts its wait now).
+    fn stalled(&self, index: usize, patience: Duration) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         match last.get_mut(index) {
-            Some(Some(at)) => at.elapsed() >= RECLAIM_AFTER,
+            Some(Some(at)) => at.elapsed() >= patience,
             Some(slot) => {
                 *slot = Some(Instant::now());
                 false
@@ -158,6 +156,7 @@ fn reclaimed(shared: &Shared, index: usize, count: u64, why: String) {
 /// rows back from neighbours that stall while our uplink is up.
 pub(super) async fn run(shared: std::sync::Arc<Shared>, shutdown: CancellationToken) {
     reclaim_from_unlisted(&shared).await;
+    let patience = Duration::from_secs(shared.settings.custody_after_s);
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -172,14 +171,17 @@ pub(super) async fn run(shared: std::sync::Arc<Shared>, shutdown: CancellationTo
             shared
                 .state
                 .update(index, |v| v.handed_over_unpublished = unpublished);
-            if unpublished == 0 || !shared.uplink.is_up() || !shared.progress.stalled(index) {
+            if unpublished == 0
+                || !shared.uplink.is_up()
+                || !shared.progress.stalled(index, patience)
+            {
                 continue;
             }
             match shared.store.reclaim(Reclaim::AllOf(peer.key)).await {
                 Ok(0) => {}
                 Ok(returned) => {
                     let why = format!(
-                        "the neighbour reported nothing published for {RECLAIM_AFTER:?} while \
+                        "the neighbour reported nothing published for {patience:?} while \
                          our uplink is up: {returned} of our messages it had taken are back in \
                          our outbox and published by us (the backend may see some twice)"
                     );
