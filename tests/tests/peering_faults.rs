@@ -17,16 +17,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::peers::{
     assert_no_panic, data_dir, expect_relayed, first_peer, keygen, pair, peer_entry, wait_peers,
-    DELIVERY_TIMEOUT, SIM_TIMEOUT,
+    Pair, DELIVERY_TIMEOUT, SIM_TIMEOUT,
 };
 use common::{body, collect_transactions, wait_status};
 use seed_e2e::gateway::{GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{unused_port, Mosquitto, MosquittoOptions, Subscriber};
-use seed_e2e::simulate::Simulation;
+use seed_e2e::simulate::{Simulation, Summary};
 use seed_gateway::peering::{tls, wire};
 
 fn relayed_topic(origin: &str) -> String {
     format!("seed/v1/gw/{origin}/up/transaction")
+}
+
+/// Starts `a` and `b`, freezes `b`'s broker (so `b` takes rows but can
+/// publish none; `p.b` must have a long MQTT keep-alive), and has
+/// `messages` transactions from each of two devices acked by `a` and
+/// handed to `b`. Returns (a, b, the simulator's summary).
+async fn rows_held_by_a_custodian_that_cannot_publish(
+    p: &Pair,
+    b_broker: &Mosquitto,
+    messages: u64,
+) -> (GatewayProcess, GatewayProcess, Summary) {
+    let b = GatewayProcess::start(&p.b).await;
+    let a = GatewayProcess::start(&p.a).await;
+    wait_peers(&a, DELIVERY_TIMEOUT, "b's uplink seen up", |v| {
+        v["peers"][0]["outbound"]["connected"] == true && v["peers"][0]["peer_uplink_up"] == true
+    })
+    .await;
+    b_broker.freeze(true);
+    let summary = Simulation::gwmp(p.a.gwmp, 2, messages)
+        .spawn()
+        .finish(SIM_TIMEOUT)
+        .await;
+    assert_eq!(summary.acked, summary.sent, "{summary:?}");
+    // The devices' heartbeats and a's own travel too: at least `acked` rows.
+    wait_peers(&a, DELIVERY_TIMEOUT, "every transaction handed to b", |v| {
+        first_peer(v, "handed_over_unpublished") >= summary.acked
+    })
+    .await;
+    (a, b, summary)
 }
 
 #[tokio::test]
@@ -42,26 +71,8 @@ async fn a_custodian_restarted_with_a_wiped_store_gets_the_rows_again() {
         &relayed_topic(&p.a_id),
     )
     .await;
-    let b = GatewayProcess::start(&p.b).await;
-    let a = GatewayProcess::start(&p.a).await;
-    wait_peers(&a, DELIVERY_TIMEOUT, "b's uplink seen up", |v| {
-        v["peers"][0]["outbound"]["connected"] == true && v["peers"][0]["peer_uplink_up"] == true
-    })
-    .await;
-
-    // `b` takes every row but can publish none: its broker stopped answering.
-    broker.freeze(true);
-    let summary = Simulation::gwmp(p.a.gwmp, 2, 30)
-        .spawn()
-        .finish(SIM_TIMEOUT)
-        .await;
-    assert_eq!(summary.acked, summary.sent, "{summary:?}");
+    let (a, b, summary) = rows_held_by_a_custodian_that_cannot_publish(&p, &broker, 30).await;
     let acked = summary.acked;
-    // The devices' heartbeats and a's own travel too: at least `acked` rows.
-    wait_peers(&a, DELIVERY_TIMEOUT, "every transaction handed to b", |v| {
-        first_peer(v, "handed_over_unpublished") >= acked
-    })
-    .await;
     wait_status(
         &a,
         DELIVERY_TIMEOUT,
@@ -70,8 +81,10 @@ async fn a_custodian_restarted_with_a_wiped_store_gets_the_rows_again() {
     )
     .await;
     let handed = first_peer(&a.api("/api/v1/peers").await, "handed_over_unpublished");
-    let held = b.api("/api/v1/peers").await;
-    assert!(first_peer(&held, "held_for_peer") >= acked, "{held}");
+    wait_peers(&b, DELIVERY_TIMEOUT, "b holding them, unpublished", |v| {
+        first_peer(v, "held_for_peer") >= acked
+    })
+    .await;
 
     // Its SD card is replaced: same key, empty store.
     b.kill();
@@ -121,24 +134,8 @@ async fn rows_a_custodian_does_not_publish_are_published_by_the_origin_once_its_
     )
     .await;
     own_broker.stop().await;
-    let b = GatewayProcess::start(&p.b).await;
-    let a = GatewayProcess::start(&p.a).await;
-    wait_peers(&a, DELIVERY_TIMEOUT, "b's uplink seen up", |v| {
-        v["peers"][0]["outbound"]["connected"] == true && v["peers"][0]["peer_uplink_up"] == true
-    })
-    .await;
-
-    // b takes the rows, then its broker stops answering for good.
-    school_broker.freeze(true);
-    let summary = Simulation::gwmp(p.a.gwmp, 2, 20)
-        .spawn()
-        .finish(SIM_TIMEOUT)
-        .await;
-    assert_eq!(summary.acked, summary.sent, "{summary:?}");
-    wait_peers(&a, DELIVERY_TIMEOUT, "every transaction handed to b", |v| {
-        first_peer(v, "handed_over_unpublished") >= summary.acked
-    })
-    .await;
+    let (a, b, summary) =
+        rows_held_by_a_custodian_that_cannot_publish(&p, &school_broker, 20).await;
 
     // a's own internet returns: b has reported nothing, so a takes the
     // rows back after custody_after_s and publishes them itself.
