@@ -24,6 +24,7 @@ use seed_e2e::gateway::{GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{unused_port, Mosquitto, MosquittoOptions, Subscriber};
 use seed_e2e::simulate::{Simulation, Summary};
 use seed_gateway::peering::{tls, wire};
+use tokio::io::AsyncWriteExt;
 
 fn relayed_topic(origin: &str) -> String {
     format!("seed/v1/gw/{origin}/up/transaction")
@@ -290,18 +291,11 @@ async fn a_neighbour_without_a_common_protocol_version_is_refused_and_told_why()
             .await
             .expect("handshake in time")
             .expect("a listed key passes the handshake");
-    let hello = wire::Message::Hello {
-        versions: vec![99],
-        software: "99.0.0".into(),
-        status: wire::PeerState {
-            uplink_up: false,
-            holding_for_you: 0,
-        },
-        store_id: Some("00".repeat(16)),
-    };
-    wire::write_message(&mut stream, &hello)
-        .await
-        .expect("hello sent");
+    // Its hello also carries a member version 2 does not know.
+    let hello = br#"{"type":"hello","versions":[99],"software":"99.0.0","status":{"uplink_up":false,"holding_for_you":0},"store_id":"00000000000000000000000000000000","mailboxes":true}"#;
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(hello);
+    stream.write_all(&frame).await.expect("hello sent");
     let read = |stream| async move {
         let mut stream = stream;
         let message = tokio::time::timeout(DELIVERY_TIMEOUT, wire::read_message(&mut stream))

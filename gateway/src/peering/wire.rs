@@ -163,7 +163,42 @@ pub async fn read_message<R: AsyncRead + Unpin>(input: &mut R) -> Result<Message
     }
     let mut body = vec![0u8; length];
     input.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map_err(|e| WireError::Malformed(e.to_string()))
+    serde_json::from_slice(&body)
+        .or_else(|strict| later_hello(&body).ok_or(strict))
+        .map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// A `hello` of a later version may carry members we do not know; it is
+/// still read (unknown members ignored) so that negotiation can answer
+/// `unsupported_version` with our versions instead of `malformed`. Its
+/// `status` must still hold both members we know: a made-up
+/// `holding_for_you: 0` would tell the origin its rows were published.
+fn later_hello(body: &[u8]) -> Option<Message> {
+    #[derive(Deserialize)]
+    struct LaterState {
+        uplink_up: bool,
+        holding_for_you: u64,
+    }
+    #[derive(Deserialize)]
+    struct LaterHello {
+        #[serde(rename = "type")]
+        kind: String,
+        versions: Vec<u16>,
+        software: String,
+        status: LaterState,
+        #[serde(default)]
+        store_id: Option<String>,
+    }
+    let hello: LaterHello = serde_json::from_slice(body).ok()?;
+    (hello.kind == "hello").then_some(Message::Hello {
+        versions: hello.versions,
+        software: hello.software,
+        status: PeerState {
+            uplink_up: hello.status.uplink_up,
+            holding_for_you: hello.status.holding_for_you,
+        },
+        store_id: hello.store_id,
+    })
 }
 
 #[cfg(test)]
@@ -269,6 +304,41 @@ mod tests {
         ));
         drop(a);
         assert!(matches!(read_message(&mut b).await, Err(WireError::Closed)));
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_later_versions_hello_with_unknown_members_still_reads() {
+        let body = br#"{"type":"hello","versions":[7],"software":"9.0.0","status":{"uplink_up":true,"holding_for_you":0,"mood":"good"},"features":["x"]}"#;
+        let frame = framed(body);
+        let Ok(Message::Hello {
+            versions, status, ..
+        }) = read_message(&mut frame.as_slice()).await
+        else {
+            panic!("a later hello must read");
+        };
+        assert_eq!(versions, vec![7]);
+        assert!(status.uplink_up);
+        // Without the status members we rely on, it does not.
+        let body =
+            br#"{"type":"hello","versions":[7],"software":"9.0.0","status":{"uplink_up":true}}"#;
+        let frame = framed(body);
+        assert!(matches!(
+            read_message(&mut frame.as_slice()).await,
+            Err(WireError::Malformed(_))
+        ));
+        // Other messages keep the strict rule.
+        let body = br#"{"type":"ack","seqs":[1],"extra":1}"#;
+        let frame = framed(body);
+        assert!(matches!(
+            read_message(&mut frame.as_slice()).await,
+            Err(WireError::Malformed(_))
+        ));
     }
 
     #[test]
