@@ -13,7 +13,10 @@
 //!   device over the radio.
 //! - A message leaves the outbox only through [`Store::mark_published`], which
 //!   the uplink calls after the broker's PUBACK, or by heartbeat compaction
-//!   (newer heartbeats of the same device replace older ones, see `quota.rs`).
+//!   (newer heartbeats of the same device replace older ones, see `quota.rs`),
+//!   or by [`Store::hand_over`] to the `handed_over` table when a neighbour
+//!   gateway took it into custody: still on our disk until that neighbour
+//!   reports it published (see `handover.rs`).
 //!   A group holding only publish marks is the one write committed without an
 //!   fsync: losing it to a power cut means the rows are published again (a
 //!   QoS-1 duplicate), never that anything is lost (see `writer.rs`).
