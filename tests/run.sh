@@ -29,6 +29,7 @@ packages=(
   e2fsprogs squashfs-tools dosfstools mtools fdisk util-linux genimage # its disks
   hostapd dnsmasq-base iw wpasupplicant iptables # the kiosk Wi-Fi in the image
   rauc dbus-daemon openssl           # update bundles, test keys, RAUC in the image
+  faketime                           # a kiosk whose clock is hours off (peering_faults)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -95,6 +95,8 @@ pub struct TestConfig {
     pub extra: String,
     /// `[region] name`: `unrestricted` unless a test checks the duty cycle.
     pub region: String,
+    /// Environment variables the process starts with (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
 }
 
 impl TestConfig {
@@ -108,6 +110,7 @@ impl TestConfig {
             mqtt_extra: String::new(),
             extra: String::new(),
             region: "unrestricted".into(),
+            env: Vec::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl GatewayProcess {
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -208,6 +208,22 @@ impl Mosquitto {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: clients stay
+    /// connected but nothing is answered, like a broker behind a link that
+    /// silently stopped carrying packets.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "kill {signal} mosquitto failed"
+            );
+        }
+    }
+
     /// Starts the broker again on the same ports (stopping it first if it
     /// runs), with its persisted state.
     pub async fn restart(&mut self) {

@@ -150,7 +150,7 @@ pub fn render_peers(peers: &Peers) -> String {
         return out.text;
     }
     type Figure = fn(&crate::peers::Peer) -> f64;
-    let families: [(&str, Kind, &str, Figure); 7] = [
+    let families: [(&str, Kind, &str, Figure); 9] = [
         (
             "seed_peer_outbound_connected",
             Kind::Gauge,
@@ -192,6 +192,18 @@ pub fn render_peers(peers: &Peers) -> String {
             Kind::Counter,
             "The neighbour's messages this gateway's broker acknowledged.",
             |p| p.relayed_for_peer_total as f64,
+        ),
+        (
+            "seed_peer_handed_over_unpublished",
+            Kind::Gauge,
+            "This gateway's messages the neighbour took and has not reported published (kept here until it does).",
+            |p| p.handed_over_unpublished as f64,
+        ),
+        (
+            "seed_peer_reclaimed_total",
+            Kind::Counter,
+            "This gateway's handed-over messages that came back to its outbox (the neighbour's store was replaced, or it stalled).",
+            |p| p.reclaimed_total as f64,
         ),
     ];
     for (name, kind, help, figure) in families {

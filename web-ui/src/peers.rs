@@ -47,6 +47,15 @@ pub struct Peer {
     pub relayed_for_peer_total: u64,
     /// Our messages are being handed to this neighbour now.
     pub custody_active: bool,
+    /// Our messages the neighbour took and has not yet reported published:
+    /// kept on our disk (and counted in our quota) until it does.
+    pub handed_over_unpublished: u64,
+    /// Our handed-over messages that came back to our outbox: the
+    /// neighbour's store was replaced, or it published nothing while our
+    /// own uplink was up.
+    pub reclaimed_total: u64,
+    /// Why messages last came back, as a sentence.
+    pub last_reclaim: Option<String>,
 }
 
 /// A connection that was turned away.

@@ -89,17 +89,18 @@ async fn serve(
     let origin = shared.peers[index].key;
     let outcome = async {
         let holding = holding_for(&shared, &origin).await;
-        super::send_hello(&mut stream, shared.own_state(holding)).await?;
-        let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
-            .await
-            .map_err(|_| "no hello within the time limit".to_string())?
-            .inspect_err(|e| {
-                if e.contains("no common peer-link version") {
-                    shared
-                        .state
-                        .refused(from.clone(), "unsupported_version", e.clone());
-                }
-            })?;
+        super::send_hello(&mut stream, shared.own_state(holding), &shared.store_id).await?;
+        let (theirs, _) =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
+                .await
+                .map_err(|_| "no hello within the time limit".to_string())?
+                .inspect_err(|e| {
+                    if e.contains("no common peer-link version") {
+                        shared
+                            .state
+                            .refused(from.clone(), "unsupported_version", e.clone());
+                    }
+                })?;
         shared.state.link_up(index, false);
         shared
             .state
@@ -130,6 +131,16 @@ async fn take_custody(
             }
             _ = uplink_changed(&mut uplink) => {
                 send_status(shared, &origin, &mut writer).await?;
+                continue;
+            }
+            seqs = shared.receipts.next(index) => {
+                let published = Message::Published { seqs };
+                if let Err(e) = wire::write_message(&mut writer, &published).await {
+                    if let Message::Published { seqs } = published {
+                        shared.receipts.add(index, seqs);
+                    }
+                    return Err(e.to_string());
+                }
                 continue;
             }
         };

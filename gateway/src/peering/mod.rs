@@ -11,6 +11,9 @@
 //!   each only once it is on our disk.
 //! - `relay`: publishes held rows on the origin's topics, deletes them on
 //!   the broker's PUBACK.
+//! - `receipts`, `handback`: the custody receipt; the custodian reports
+//!   what it published, and the origin keeps what it handed over until
+//!   then (and takes it back when the custodian's store was replaced).
 //! - [`status`]: what the page, the API and `/metrics` show.
 //!
 //! Each pair of gateways uses two TCP connections, one per direction of
@@ -18,8 +21,10 @@
 //! neither side has to decide who is the client, and a link in one
 //! direction works even where only one side can be reached.
 
+mod handback;
 mod inbound;
 mod outbound;
+mod receipts;
 mod relay;
 pub mod status;
 pub mod tls;
@@ -103,6 +108,12 @@ struct Shared {
     custodian: AtomicUsize,
     /// Wakes the relay when rows were taken into custody.
     relay_wake: Notify,
+    /// Our store's id, sent in `hello`.
+    store_id: String,
+    /// Custodian side: `published` reports waiting per neighbour.
+    receipts: receipts::Receipts,
+    /// Origin side: when each neighbour last took or published our rows.
+    progress: handback::Progress,
 }
 
 impl Shared {
@@ -177,6 +188,12 @@ pub async fn start(
         ),
         None => None,
     };
+    let store_id = setup
+        .store
+        .store_id()
+        .await
+        .map_err(|e| format!("peering needs the store's id: {e}"))?;
+    let peer_count = peers.len();
     let shared = Arc::new(Shared {
         identity: setup.identity,
         peers,
@@ -189,6 +206,9 @@ pub async fn start(
         state: state.clone(),
         custodian: AtomicUsize::new(usize::MAX),
         relay_wake: Notify::new(),
+        store_id,
+        receipts: receipts::Receipts::new(peer_count),
+        progress: handback::Progress::new(peer_count),
     });
     if let Some(listener) = listener {
         tasks.spawn(inbound::listen(
@@ -209,6 +229,7 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
+    tasks.spawn(handback::run(shared.clone(), shutdown.clone()));
     tasks.spawn(refresh_held(shared, shutdown));
     Ok(state)
 }
@@ -229,7 +250,7 @@ async fn refresh_held(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 /// Sends our `hello`.
-async fn send_hello<W>(out: &mut W, status: wire::PeerState) -> Result<(), String>
+async fn send_hello<W>(out: &mut W, status: wire::PeerState, store_id: &str) -> Result<(), String>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
@@ -237,6 +258,7 @@ where
         versions: wire::VERSIONS.to_vec(),
         software: crate::uplink::VERSION.to_string(),
         status,
+        store_id: Some(store_id.to_string()),
     };
     wire::write_message(out, &hello)
         .await
@@ -244,8 +266,9 @@ where
 }
 
 /// Reads the other side's `hello` and agrees on a version; on no common
-/// version tells the other side why before giving up.
-async fn receive_hello<S>(stream: &mut S) -> Result<wire::PeerState, String>
+/// version tells the other side why before giving up. Returns its state
+/// and its store's id.
+async fn receive_hello<S>(stream: &mut S) -> Result<(wire::PeerState, Option<String>), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -254,9 +277,12 @@ where
         .map_err(|e| e.to_string())?
     {
         wire::Message::Hello {
-            versions, status, ..
+            versions,
+            status,
+            store_id,
+            ..
         } => match wire::negotiate(&versions) {
-            Some(_) => Ok(status),
+            Some(_) => Ok((status, store_id)),
             None => {
                 let text = format!(
                     "no common peer-link version (we speak {:?}, the neighbour {versions:?})",
@@ -313,6 +339,7 @@ fn kind(message: &wire::Message) -> &'static str {
         wire::Message::Rows { .. } => "rows",
         wire::Message::Ack { .. } => "ack",
         wire::Message::Refused { .. } => "refused",
+        wire::Message::Published { .. } => "published",
         wire::Message::Error { .. } => "error",
     }
 }

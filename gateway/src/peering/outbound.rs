@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Message, Row};
-use super::{tls, Shared, HANDSHAKE_TIMEOUT, KEEPALIVE};
+use super::{handback, tls, Shared, HANDSHAKE_TIMEOUT, KEEPALIVE};
 
 const NO_CUSTODIAN: usize = usize::MAX;
 /// How often the outbox is looked at while handing over.
@@ -76,7 +76,7 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
             .connect(tls::server_name(), tcp)
             .await
             .map_err(|e| format!("secure handshake with {} failed: {e}", peer.address))?;
-        super::send_hello(&mut stream, shared.own_state(0)).await?;
+        super::send_hello(&mut stream, shared.own_state(0), &shared.store_id).await?;
         let hello = super::receive_hello(&mut stream).await?;
         Ok::<_, String>((stream, hello))
     })
@@ -89,7 +89,9 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
     })??;
     let (reader, mut writer) = tokio::io::split(stream);
     let mut incoming = super::spawn_reader(reader);
-    let mut theirs = their_hello;
+    let (mut theirs, their_store) = their_hello;
+    let custodian = handback::on_hello(shared, index, their_store).await?;
+    handback::on_status(shared, &custodian, theirs).await?;
     shared.state.link_up(index, true);
     shared.state.update(index, |v| {
         v.peer_uplink_up = Some(theirs.uplink_up);
@@ -108,18 +110,20 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
                 match message {
                     Message::Status { status } => {
                         theirs = status;
+                        handback::on_status(shared, &custodian, status).await?;
                         shared.state.update(index, |v| {
                             v.peer_uplink_up = Some(status.uplink_up);
                             v.held_by_peer = status.holding_for_you;
                         });
                     }
                     Message::Ack { seqs } => {
-                        // Delete only what we offered on this connection.
+                        // Hand over only what we offered on this connection.
                         let ours: Vec<u64> = seqs.into_iter().filter(|s| handover.in_flight.remove(s)).collect();
                         let count = ours.len() as u64;
-                        shared.store.mark_published(ours).await.map_err(|e| format!("store: {e}"))?;
+                        handback::on_ack(shared, index, &custodian, ours).await?;
                         shared.state.update(index, |v| v.handed_over_total += count);
                     }
+                    Message::Published { seqs } => handback::on_published(shared, index, &custodian, seqs).await?,
                     Message::Refused { seqs, reason } => {
                         let count = seqs.len() as u64;
                         for seq in &seqs {

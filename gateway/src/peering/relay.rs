@@ -114,10 +114,19 @@ async fn release(shared: &Shared, done: &mut Vec<CustodyRow>) -> bool {
                 .update(index, |v| v.relayed_for_peer_total += 1);
         }
     }
-    let ids = done.drain(..).map(|row| row.id).collect();
+    let ids = done.iter().map(|row| row.id).collect();
     match shared.store.custody_release(ids).await {
-        Ok(()) => true,
+        Ok(()) => {
+            // Tell each origin (docs/peering.md §4: the custody receipt).
+            for row in done.drain(..) {
+                if let Some(index) = shared.peer_index(&row.origin) {
+                    shared.receipts.add(index, [row.entry.seq]);
+                }
+            }
+            true
+        }
         Err(e) => {
+            done.clear();
             tracing::warn!("dropping relayed rows: {e}; they will be published again");
             false
         }

@@ -14,7 +14,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::store::OutboxEntry;
 
 /// Versions of the peer-link protocol this build speaks, oldest first.
-pub const VERSIONS: &[u16] = &[1];
+/// Version 2 added `hello.store_id` and `published` (custody lasts until
+/// the custodian published); a version-1 gateway would delete rows on
+/// `ack`, so it is not spoken any more.
+pub const VERSIONS: &[u16] = &[2];
 
 /// Largest frame accepted (a `rows` message of a full window of the
 /// largest rows fits with room to spare).
@@ -29,6 +32,11 @@ pub enum Message {
         versions: Vec<u16>,
         software: String,
         status: PeerState,
+        /// The random id of the sender's store (32 hex digits); a new one
+        /// after the store was wiped. Absent only in a version-1 hello,
+        /// which negotiation then refuses.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        store_id: Option<String>,
     },
     /// The sender's state, whenever it changes and at least every keepalive.
     Status { status: PeerState },
@@ -37,6 +45,9 @@ pub enum Message {
     /// Custodian → origin: these rows (by origin seq) are committed to the
     /// custodian's disk (or were already); the origin may delete them.
     Ack { seqs: Vec<u64> },
+    /// Custodian → origin: these rows (by origin seq) were published and
+    /// acknowledged by the custodian's broker; the origin deletes its copies.
+    Published { seqs: Vec<u64> },
     /// Custodian → origin: these rows were not taken; the origin keeps them.
     Refused { seqs: Vec<u64>, reason: String },
     /// The sender closes the link for this reason.
@@ -152,7 +163,42 @@ pub async fn read_message<R: AsyncRead + Unpin>(input: &mut R) -> Result<Message
     }
     let mut body = vec![0u8; length];
     input.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map_err(|e| WireError::Malformed(e.to_string()))
+    serde_json::from_slice(&body)
+        .or_else(|strict| later_hello(&body).ok_or(strict))
+        .map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// A `hello` of a later version may carry members we do not know; it is
+/// still read (unknown members ignored) so that negotiation can answer
+/// `unsupported_version` with our versions instead of `malformed`. Its
+/// `status` must still hold both members we know: a made-up
+/// `holding_for_you: 0` would tell the origin its rows were published.
+fn later_hello(body: &[u8]) -> Option<Message> {
+    #[derive(Deserialize)]
+    struct LaterState {
+        uplink_up: bool,
+        holding_for_you: u64,
+    }
+    #[derive(Deserialize)]
+    struct LaterHello {
+        #[serde(rename = "type")]
+        kind: String,
+        versions: Vec<u16>,
+        software: String,
+        status: LaterState,
+        #[serde(default)]
+        store_id: Option<String>,
+    }
+    let hello: LaterHello = serde_json::from_slice(body).ok()?;
+    (hello.kind == "hello").then_some(Message::Hello {
+        versions: hello.versions,
+        software: hello.software,
+        status: PeerState {
+            uplink_up: hello.status.uplink_up,
+            holding_for_you: hello.status.holding_for_you,
+        },
+        store_id: hello.store_id,
+    })
 }
 
 #[cfg(test)]
@@ -186,18 +232,53 @@ mod tests {
     #[tokio::test]
     async fn hello_matches_the_documented_bytes() {
         let hello = Message::Hello {
-            versions: vec![1],
+            versions: vec![2],
             software: "0.1.0".into(),
             status: PeerState {
                 uplink_up: true,
                 holding_for_you: 0,
             },
+            store_id: Some("5eed0000000000000000000000000001".into()),
         };
         let mut frame = Vec::new();
         write_message(&mut frame, &hello).await.unwrap();
-        let body = r#"{"type":"hello","versions":[1],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0}}"#;
-        assert_eq!(&frame[..4], &[0, 0, 0, 0x62]);
+        let body = r#"{"type":"hello","versions":[2],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0},"store_id":"5eed0000000000000000000000000001"}"#;
+        assert_eq!(&frame[..4], &[0, 0, 0, 0x90]);
         assert_eq!(std::str::from_utf8(&frame[4..]).unwrap(), body);
+    }
+
+    /// The `published` vector of docs/peering.md §3.
+    #[tokio::test]
+    async fn published_matches_the_documented_bytes() {
+        let mut frame = Vec::new();
+        write_message(
+            &mut frame,
+            &Message::Published {
+                seqs: vec![7, 8, 9],
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(&frame[..4], &[0, 0, 0, 0x23]);
+        assert_eq!(
+            std::str::from_utf8(&frame[4..]).unwrap(),
+            r#"{"type":"published","seqs":[7,8,9]}"#
+        );
+    }
+
+    /// A version-1 hello (no `store_id`) still reads, so that negotiation
+    /// can refuse it with `unsupported_version` rather than `malformed`.
+    #[test]
+    fn a_version_1_hello_reads() {
+        let v1 = r#"{"type":"hello","versions":[1],"software":"0.1.0","status":{"uplink_up":true,"holding_for_you":0}}"#;
+        let Ok(Message::Hello {
+            versions, store_id, ..
+        }) = serde_json::from_str(v1)
+        else {
+            panic!("a version-1 hello must parse");
+        };
+        assert_eq!((versions, store_id), (vec![1], None));
+        assert_eq!(negotiate(&[1]), None);
     }
 
     #[tokio::test]
@@ -225,9 +306,44 @@ mod tests {
         assert!(matches!(read_message(&mut b).await, Err(WireError::Closed)));
     }
 
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_later_versions_hello_with_unknown_members_still_reads() {
+        let body = br#"{"type":"hello","versions":[7],"software":"9.0.0","status":{"uplink_up":true,"holding_for_you":0,"mood":"good"},"features":["x"]}"#;
+        let frame = framed(body);
+        let Ok(Message::Hello {
+            versions, status, ..
+        }) = read_message(&mut frame.as_slice()).await
+        else {
+            panic!("a later hello must read");
+        };
+        assert_eq!(versions, vec![7]);
+        assert!(status.uplink_up);
+        // Without the status members we rely on, it does not.
+        let body =
+            br#"{"type":"hello","versions":[7],"software":"9.0.0","status":{"uplink_up":true}}"#;
+        let frame = framed(body);
+        assert!(matches!(
+            read_message(&mut frame.as_slice()).await,
+            Err(WireError::Malformed(_))
+        ));
+        // Other messages keep the strict rule.
+        let body = br#"{"type":"ack","seqs":[1],"extra":1}"#;
+        let frame = framed(body);
+        assert!(matches!(
+            read_message(&mut frame.as_slice()).await,
+            Err(WireError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn negotiation_picks_the_highest_common_version() {
-        assert_eq!(negotiate(&[1, 2, 9]), Some(1));
-        assert_eq!(negotiate(&[2]), None);
+        assert_eq!(negotiate(&[1, 2, 9]), Some(2));
+        assert_eq!(negotiate(&[1]), None);
     }
 }

@@ -61,9 +61,15 @@ pub(super) fn accept(
                               accepted_at_ms, size_bytes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
+    // The origin may offer a row again under a new seq (it took the row
+    // back and lost its uplink again); the custody receipt must name the
+    // seq it knows the row by now.
+    let mut renumber =
+        conn.prepare_cached("UPDATE custody SET origin_seq = ?2 WHERE msg_id = ?1")?;
     let mut outcomes = Vec::with_capacity(rows.len());
     for entry in rows {
         if exists.query_row([&entry.msg_id], |row| row.get::<_, bool>(0))? {
+            renumber.execute(params![entry.msg_id, entry.seq.min(i64::MAX as u64)])?;
             outcomes.push(CommitOutcome::Duplicate);
             continue;
         }
@@ -131,9 +137,16 @@ pub(super) fn pending(
 }
 
 pub(super) fn counts(conn: &Connection) -> Result<BTreeMap<[u8; 32], u64>, StoreError> {
-    let mut statement =
-        conn.prepare_cached("SELECT origin, COUNT(*) FROM custody GROUP BY origin")?;
-    let counts = statement
+    count_per_gateway(conn, "SELECT origin, COUNT(*) FROM custody GROUP BY origin")
+}
+
+/// Runs `sql`, which yields (gateway id, count) rows.
+pub(super) fn count_per_gateway(
+    conn: &Connection,
+    sql: &str,
+) -> Result<BTreeMap<[u8; 32], u64>, StoreError> {
+    let counts = conn
+        .prepare_cached(sql)?
         .query_map([], |row| {
             Ok((row.get::<_, [u8; 32]>(0)?, row.get::<_, u64>(1)?))
         })?

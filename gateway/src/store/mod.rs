@@ -13,7 +13,10 @@
 //!   device over the radio.
 //! - A message leaves the outbox only through [`Store::mark_published`], which
 //!   the uplink calls after the broker's PUBACK, or by heartbeat compaction
-//!   (newer heartbeats of the same device replace older ones, see `quota.rs`).
+//!   (newer heartbeats of the same device replace older ones, see `quota.rs`),
+//!   or by [`Store::hand_over`] to the `handed_over` table when a neighbour
+//!   gateway took it into custody: still on our disk until that neighbour
+//!   reports it published (see `handover.rs`).
 //!   A group holding only publish marks is the one write committed without an
 //!   fsync: losing it to a power cut means the rows are published again (a
 //!   QoS-1 duplicate), never that anything is lost (see `writer.rs`).
@@ -42,11 +45,13 @@
 //! Files: `schema.rs` (pragmas and versioned migrations), `writer.rs` (group
 //! commit), `outbox.rs` (the queue towards MQTT and the `seen` record),
 //! `quota.rs` (space accounting and heartbeat compaction), `mailbox.rs` (held
-//! downlinks), `meta.rs` (small key/value facts), `tally.rs` (the in-memory
+//! downlinks), `custody.rs` (rows held for neighbours), `handover.rs` (our
+//! rows a neighbour holds until it reports them published), `meta.rs` (small key/value facts), `tally.rs` (the in-memory
 //! counters behind [`Store::stats`]), `error.rs`, and `tests/`.
 
 mod custody;
 mod error;
+mod handover;
 mod mailbox;
 mod meta;
 mod outbox;
@@ -71,6 +76,7 @@ use tokio::sync::oneshot;
 
 pub use custody::CustodyRow;
 pub use error::StoreError;
+pub use handover::{Custodian, Reclaim, STORE_ID_KEY};
 pub use mailbox::{
     MailboxEntry, MailboxLimit, MailboxMark, MailboxPutOutcome, MailboxState, NewMail,
     MAILBOX_ROW_OVERHEAD_BYTES,
@@ -438,6 +444,57 @@ impl Store {
         &self,
     ) -> Result<std::collections::BTreeMap<[u8; 32], u64>, StoreError> {
         self.read(custody::counts).await
+    }
+
+    /// This store's own random id, created with it (`docs/peering.md`):
+    /// a neighbour that sees it change knows what it handed to us is gone.
+    pub async fn store_id(&self) -> Result<String, StoreError> {
+        self.get_meta(STORE_ID_KEY)
+            .await?
+            .ok_or_else(|| StoreError::Database("the store has no store_id".into()))
+    }
+
+    /// A neighbour acknowledged these rows: they leave the outbox (we no
+    /// longer publish nor offer them) but stay on our disk until it
+    /// reports them published. Returns how many moved.
+    pub async fn hand_over(&self, custodian: Custodian, seqs: Vec<u64>) -> Result<u64, StoreError> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        self.ask(|reply| Request::HandOver {
+            custodian,
+            seqs,
+            reply,
+        })
+        .await
+    }
+
+    /// The neighbour published these rows handed to it (`None`: all of
+    /// them); they are deleted. Returns how many.
+    pub async fn handed_over_published(
+        &self,
+        custodian: Custodian,
+        seqs: Option<Vec<u64>>,
+    ) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::HandedOverPublished {
+            custodian,
+            seqs,
+            reply,
+        })
+        .await
+    }
+
+    /// Returns handed-over rows to the outbox (under new seqs) to be
+    /// published or offered again. Returns how many.
+    pub async fn reclaim(&self, which: Reclaim) -> Result<u64, StoreError> {
+        self.ask(|reply| Request::Reclaim { which, reply }).await
+    }
+
+    /// Rows handed over and not yet reported published, per neighbour.
+    pub async fn handed_over_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<[u8; 32], u64>, StoreError> {
+        self.read(handover::counts).await
     }
 
     /// Drops held rows once the broker acknowledged their relay.

@@ -125,6 +125,32 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             CREATE INDEX custody_by_origin ON custody (origin);
         ",
     },
+    Migration {
+        description: "rows handed to a neighbour until it reports them published; store id",
+        // See handover.rs. `seq` is the outbox seq the row had. The store
+        // id lets a neighbour tell that this store was replaced (a wiped
+        // SD card) and that what it handed to us is gone.
+        sql: "
+            CREATE TABLE handed_over (
+                seq             INTEGER PRIMARY KEY,
+                peer            BLOB    NOT NULL,
+                peer_store_id   TEXT    NOT NULL,
+                msg_id          BLOB    NOT NULL,
+                device_id       BLOB    NOT NULL,
+                message_type    TEXT    NOT NULL,
+                frame           BLOB    NOT NULL,
+                message_json    TEXT    NOT NULL,
+                rx_json         TEXT    NOT NULL,
+                received_at_ms  INTEGER NOT NULL,
+                compacted_count INTEGER NOT NULL DEFAULT 0,
+                size_bytes      INTEGER NOT NULL,
+                handed_at_ms    INTEGER NOT NULL
+            );
+            CREATE INDEX handed_over_by_peer ON handed_over (peer, peer_store_id);
+            INSERT OR IGNORE INTO meta (key, value)
+                VALUES ('store_id', lower(hex(randomblob(16))));
+        ",
+    },
 ];
 
 /// The schema version this build writes.

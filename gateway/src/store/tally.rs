@@ -22,6 +22,10 @@ pub(super) struct Tallies {
     pub seen_retired: u64,
     pub mailbox_rows: u64,
     pub mailbox_bytes: u64,
+    /// Rows a neighbour took into custody and has not reported published
+    /// (`handover.rs`); still on our disk, so the quota counts them.
+    pub handed_over_rows: u64,
+    pub handed_over_bytes: u64,
     pub oldest_pending_ms: Option<u64>,
 
     pub stored_total: u64,
@@ -57,6 +61,11 @@ impl Tallies {
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
+        let (handed_over_rows, handed_over_bytes): (u64, u64) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM handed_over",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let mut tallies = Tallies {
             outbox_rows,
             outbox_bytes,
@@ -64,6 +73,8 @@ impl Tallies {
             seen_retired,
             mailbox_rows,
             mailbox_bytes,
+            handed_over_rows,
+            handed_over_bytes,
             oldest_pending_ms: None,
             stored_total: 0,
             duplicates_total: 0,
@@ -82,7 +93,7 @@ impl Tallies {
 
     /// What the quota counts (see [`StoreStats::bytes_used`]).
     pub fn bytes_used(&self) -> u64 {
-        self.outbox_bytes + self.seen_rows * SEEN_ROW_BYTES
+        self.outbox_bytes + self.handed_over_bytes + self.seen_rows * SEEN_ROW_BYTES
     }
 
     /// The first message in outbox order is the one waiting longest.

@@ -36,6 +36,7 @@ use std::time::Instant;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::handover::{self, Custodian, Reclaim};
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
 use super::tally::Tallies;
@@ -87,6 +88,21 @@ pub(super) enum Request {
         ids: Vec<u64>,
         reply: Reply<()>,
     },
+    HandOver {
+        custodian: Custodian,
+        seqs: Vec<u64>,
+        reply: Reply<u64>,
+    },
+    HandedOverPublished {
+        custodian: Custodian,
+        /// `None`: every row handed to that store.
+        seqs: Option<Vec<u64>>,
+        reply: Reply<u64>,
+    },
+    Reclaim {
+        which: Reclaim,
+        reply: Reply<u64>,
+    },
     /// Finish what came before, checkpoint, stop.
     Close {
         reply: Reply<()>,
@@ -109,10 +125,16 @@ impl Request {
     /// ordinary QoS-1 duplicate the backend drops by msg_id. Everything
     /// else (acked radio messages, downlinks acked to the broker, mailbox
     /// states, meta) must be on disk before the caller hears "done".
+    /// Moving rows to and from `handed_over` only changes who publishes
+    /// them: undone by a power cut, a row is offered or published again.
     fn must_survive_power_loss(&self) -> bool {
         !matches!(
             self,
-            Request::MarkPublished { .. } | Request::CustodyRelease { .. }
+            Request::MarkPublished { .. }
+                | Request::CustodyRelease { .. }
+                | Request::HandOver { .. }
+                | Request::HandedOverPublished { .. }
+                | Request::Reclaim { .. }
         )
     }
 }
@@ -403,6 +425,28 @@ fn apply(
             custody::accept(conn, tallies, quota, &origin, rows, now),
         ),
         Request::CustodyRelease { ids, reply } => finish(reply, custody::release(conn, &ids)),
+        Request::HandOver {
+            custodian,
+            seqs,
+            reply,
+        } => finish(
+            reply,
+            handover::hand_over(conn, tallies, &custodian, &seqs, now),
+        ),
+        Request::HandedOverPublished {
+            custodian,
+            seqs,
+            reply,
+        } => finish(
+            reply,
+            match seqs {
+                Some(seqs) => handover::published(conn, tallies, &custodian, &seqs, now),
+                None => handover::all_published(conn, tallies, &custodian, now),
+            },
+        ),
+        Request::Reclaim { which, reply } => {
+            finish(reply, handover::reclaim(conn, tallies, &which))
+        }
         Request::Close { reply } => finish(reply, Ok(())),
     }
 }
@@ -423,6 +467,9 @@ fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
         Request::MailboxExpire { reply, .. } => finish(reply, never()),
         Request::CustodyAccept { reply, .. } => finish(reply, never()),
         Request::CustodyRelease { reply, .. } => finish(reply, never()),
+        Request::HandOver { reply, .. } => finish(reply, never()),
+        Request::HandedOverPublished { reply, .. } => finish(reply, never()),
+        Request::Reclaim { reply, .. } => finish(reply, never()),
         Request::Close { reply } => finish(reply, never()),
     }
 }

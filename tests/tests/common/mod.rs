@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod peers;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

@@ -155,6 +155,8 @@
         "handed over " + thousands(peer.handed_over_total),
         "relayed for it " + thousands(peer.relayed_for_peer_total)
       ];
+      if (peer.handed_over_unpublished) parts.push(thousands(peer.handed_over_unpublished) + " of ours not yet published by it");
+      if (peer.reclaimed_total) parts.push(thousands(peer.reclaimed_total) + " came back to us (" + peer.last_reclaim + ")");
       if (peer.custody_active) parts.unshift("our messages go through it now");
       item.appendChild(el("p", { "class": "sub" }, parts.join(" · ")));
       list.appendChild(item);

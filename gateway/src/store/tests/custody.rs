@@ -52,6 +52,18 @@ async fn held_rows_survive_a_reopen_in_order_and_keep_their_origin() {
     let held = store.custody_pending(0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].entry.seq, 9);
+
+    // Offered again under the origin's new seq: one copy, the new seq.
+    let mut again = row(9, 2);
+    again.seq = 40;
+    let outcomes = store.custody_accept(ORIGIN, vec![again]).await.unwrap();
+    assert_eq!(outcomes, vec![CommitOutcome::Duplicate]);
+    let held = store.custody_pending(0, 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0].entry.seq, 40,
+        "the receipt names the seq the origin uses now"
+    );
 }
 
 #[tokio::test]

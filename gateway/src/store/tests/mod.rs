@@ -3,6 +3,7 @@
 mod custody;
 mod durability;
 mod group_commit;
+mod handover;
 mod mailbox;
 mod outbox;
 mod quota;
