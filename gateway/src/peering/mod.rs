@@ -12,6 +12,8 @@
 //! - `relay`: publishes held rows on the origin's topics, deletes them on
 //!   the broker's PUBACK.
 //! - [`status`]: what the page, the API and `/metrics` show.
+//! - [`mailboxes`]: our downlinks offered to neighbours and theirs held
+//!   here, so whichever gateway hears the device first delivers it.
 //!
 //! Each pair of gateways uses two TCP connections, one per direction of
 //! custody: the origin always dials, the custodian always listens. So
@@ -19,6 +21,7 @@
 //! direction works even where only one side can be reached.
 
 mod inbound;
+pub mod mailboxes;
 mod outbound;
 mod relay;
 pub mod status;
@@ -103,6 +106,8 @@ struct Shared {
     custodian: AtomicUsize,
     /// Wakes the relay when rows were taken into custody.
     relay_wake: Notify,
+    /// `None` without a mailbox (downlinks are then not shared).
+    mailboxes: Option<mailboxes::MailboxLink>,
 }
 
 impl Shared {
@@ -130,6 +135,8 @@ pub struct PeeringSetup {
     pub publisher: Option<ExtraPublisher>,
     /// The MQTT topic prefix relayed rows are published under.
     pub mqtt_prefix: String,
+    /// The mailbox, to share downlinks with neighbours; `None`: not shared.
+    pub mailboxes: Option<mailboxes::MailboxLink>,
 }
 
 /// Starts the listener, one dialler per neighbour and the relay. Returns
@@ -189,6 +196,7 @@ pub async fn start(
         state: state.clone(),
         custodian: AtomicUsize::new(usize::MAX),
         relay_wake: Notify::new(),
+        mailboxes: setup.mailboxes,
     });
     if let Some(listener) = listener {
         tasks.spawn(inbound::listen(
@@ -225,6 +233,9 @@ async fn refresh_held(shared: Arc<Shared>, shutdown: CancellationToken) {
         if let Ok(counts) = shared.store.custody_counts().await {
             shared.state.set_held(&counts, &keys);
         }
+        if let Ok(counts) = shared.store.peer_mail_counts().await {
+            shared.state.set_mail_held(&counts, &keys);
+        }
     }
 }
 
@@ -243,9 +254,10 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// Reads the other side's `hello` and agrees on a version; on no common
-/// version tells the other side why before giving up.
-async fn receive_hello<S>(stream: &mut S) -> Result<wire::PeerState, String>
+/// Reads the other side's `hello` and agrees on a version (returned with
+/// its state); on no common version tells the other side why before
+/// giving up.
+async fn receive_hello<S>(stream: &mut S) -> Result<(wire::PeerState, u16), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -256,7 +268,7 @@ where
         wire::Message::Hello {
             versions, status, ..
         } => match wire::negotiate(&versions) {
-            Some(_) => Ok(status),
+            Some(version) => Ok((status, version)),
             None => {
                 let text = format!(
                     "no common peer-link version (we speak {:?}, the neighbour {versions:?})",
@@ -314,5 +326,11 @@ fn kind(message: &wire::Message) -> &'static str {
         wire::Message::Ack { .. } => "ack",
         wire::Message::Refused { .. } => "refused",
         wire::Message::Error { .. } => "error",
+        wire::Message::Offer { .. } => "offer",
+        wire::Message::Taken { .. } => "taken",
+        wire::Message::Declined { .. } => "declined",
+        wire::Message::Delivered { .. } => "delivered",
+        wire::Message::Withdraw { .. } => "withdraw",
+        wire::Message::Withdrawn { .. } => "withdrawn",
     }
 }

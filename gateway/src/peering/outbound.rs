@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::mailboxes::Offering;
 use super::wire::{self, Message, Row};
 use super::{tls, Shared, HANDSHAKE_TIMEOUT, KEEPALIVE};
 
@@ -67,7 +68,7 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
     let peer = &shared.peers[index];
     let connector =
         tokio_rustls::TlsConnector::from(tls::client_config(&shared.identity, peer.key)?);
-    let (stream, their_hello) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+    let (stream, (their_hello, version)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let tcp = TcpStream::connect(&peer.address)
             .await
             .map_err(|e| format!("cannot reach {}: {e}", peer.address))?;
@@ -90,6 +91,7 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
     let (reader, mut writer) = tokio::io::split(stream);
     let mut incoming = super::spawn_reader(reader);
     let mut theirs = their_hello;
+    let mut offering = Offering::new(shared, index, version);
     shared.state.link_up(index, true);
     shared.state.update(index, |v| {
         v.peer_uplink_up = Some(theirs.uplink_up);
@@ -134,15 +136,18 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
                         paused_until = Some(tokio::time::Instant::now() + REFUSAL_PAUSE);
                     }
                     Message::Error { code, text } => return Err(format!("the neighbour closed the link: {code}: {text}")),
+                    other if Offering::answer(&mut offering, shared, &other).await? => {}
                     other => return Err(format!("protocol error: unexpected {} from the neighbour", super::kind(&other))),
                 }
             }
             _ = poll.tick() => {}
+            _ = Offering::next_due(&mut offering) => {}
             _ = keepalive.tick() => {
                 wire::write_message(&mut writer, &Message::Status { status: shared.own_state(0) }).await.map_err(|e| e.to_string())?;
                 continue;
             }
         }
+        Offering::send_due(&mut offering, shared, &mut writer).await?;
         if paused_until.is_some_and(|t| tokio::time::Instant::now() < t) {
             continue;
         }

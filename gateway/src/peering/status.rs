@@ -105,4 +105,15 @@ impl PeeringState {
             peer.held_for_peer = counts.get(key).copied().unwrap_or(0);
         }
     }
+
+    /// Per neighbour: (copies of its downlinks we hold, copies of ours it
+    /// holds), from the store.
+    pub fn set_mail_held(&self, counts: &BTreeMap<[u8; 32], (u64, u64)>, keys: &[[u8; 32]]) {
+        let mut view = self.lock();
+        for (peer, key) in view.peers.iter_mut().zip(keys) {
+            let (held_for, held_by) = counts.get(key).copied().unwrap_or((0, 0));
+            peer.mail.held_for_peer = held_for;
+            peer.mail.held_by_peer = held_by;
+        }
+    }
 }

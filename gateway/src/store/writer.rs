@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
 use super::tally::Tallies;
-use super::{custody, lock, meta, now_ms, outbox};
+use super::{custody, lock, meta, now_ms, outbox, peer_mail};
 use super::{
     CommitOutcome, Inbound, OutboxEntry, QuotaState, StoreError, StoreOptions, StoreStats,
 };
@@ -86,6 +86,10 @@ pub(super) enum Request {
     CustodyRelease {
         ids: Vec<u64>,
         reply: Reply<()>,
+    },
+    PeerMail {
+        op: peer_mail::Op,
+        reply: Reply<peer_mail::PeerMailAnswer>,
     },
     /// Finish what came before, checkpoint, stop.
     Close {
@@ -403,6 +407,13 @@ fn apply(
             custody::accept(conn, tallies, quota, &origin, rows, now),
         ),
         Request::CustodyRelease { ids, reply } => finish(reply, custody::release(conn, &ids)),
+        Request::PeerMail { op, reply } => {
+            let limits = MailboxLimits {
+                per_device: options.mailbox_max_per_device,
+                total_bytes: options.mailbox_max_total_bytes,
+            };
+            finish(reply, peer_mail::apply(conn, tallies, limits, op))
+        }
         Request::Close { reply } => finish(reply, Ok(())),
     }
 }
@@ -423,6 +434,7 @@ fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
         Request::MailboxExpire { reply, .. } => finish(reply, never()),
         Request::CustodyAccept { reply, .. } => finish(reply, never()),
         Request::CustodyRelease { reply, .. } => finish(reply, never()),
+        Request::PeerMail { reply, .. } => finish(reply, never()),
         Request::Close { reply } => finish(reply, never()),
     }
 }

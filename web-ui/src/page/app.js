@@ -155,6 +155,14 @@
         "handed over " + thousands(peer.handed_over_total),
         "relayed for it " + thousands(peer.relayed_for_peer_total)
       ];
+      var mail = peer.mail || {};
+      if (mail.held_for_peer || mail.held_by_peer) {
+        parts.push("downlinks: holding " + thousands(mail.held_for_peer) + " of its, it holds " +
+          thousands(mail.held_by_peer) + " of ours");
+      }
+      if (mail.delivered_for_peer_total) {
+        parts.push("delivered for it " + thousands(mail.delivered_for_peer_total));
+      }
       if (peer.custody_active) parts.unshift("our messages go through it now");
       item.appendChild(el("p", { "class": "sub" }, parts.join(" · ")));
       list.appendChild(item);
