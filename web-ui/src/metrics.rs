@@ -150,7 +150,7 @@ pub fn render_peers(peers: &Peers) -> String {
         return out.text;
     }
     type Figure = fn(&crate::peers::Peer) -> f64;
-    let families: [(&str, Kind, &str, Figure); 14] = [
+    let families: [(&str, Kind, &str, Figure); 15] = [
         (
             "seed_peer_outbound_connected",
             Kind::Gauge,
@@ -198,6 +198,12 @@ pub fn render_peers(peers: &Peers) -> String {
             Kind::Gauge,
             "Copies of the neighbour's downlinks this gateway holds.",
             |p| p.mail.held_for_peer as f64,
+        ),
+        (
+            "seed_peer_mail_delivered_unsettled",
+            Kind::Gauge,
+            "Of those, delivered here and not yet settled by the neighbour.",
+            |p| p.mail.delivered_unsettled as f64,
         ),
         (
             "seed_peer_mail_held_by_peer",

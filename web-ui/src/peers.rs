@@ -58,6 +58,9 @@ pub struct PeerMail {
     /// Copies of the neighbour's downlinks this gateway holds (delivery
     /// notes not yet settled included).
     pub held_for_peer: u64,
+    /// Of those, delivered by this gateway and not yet settled by the
+    /// neighbour (it is told whenever the link is up).
+    pub delivered_unsettled: u64,
     /// Copies of our downlinks the neighbour holds or must still drop, as
     /// far as this gateway knows.
     pub held_by_peer: u64,

@@ -76,7 +76,7 @@ pub use mailbox::{
     MailboxEntry, MailboxLimit, MailboxMark, MailboxPutOutcome, MailboxState, NewMail,
     MAILBOX_ROW_OVERHEAD_BYTES,
 };
-pub use peer_mail::{DeliveryNote, PeerMailAnswer};
+pub use peer_mail::{DeliveryNote, PeerMailAnswer, PeerMailCounts};
 pub use quota::{OUTBOX_ROW_OVERHEAD_BYTES, SEEN_ROW_BYTES};
 pub use schema::SCHEMA_VERSION;
 
@@ -534,11 +534,10 @@ impl Store {
             .await
     }
 
-    /// Per neighbour: (copies of its downlinks we hold, copies of ours it
-    /// holds or must still drop).
+    /// What is shared with each neighbour, by its gateway id.
     pub async fn peer_mail_counts(
         &self,
-    ) -> Result<std::collections::BTreeMap<[u8; 32], (u64, u64)>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<[u8; 32], PeerMailCounts>, StoreError> {
         self.read(peer_mail::counts).await
     }
 

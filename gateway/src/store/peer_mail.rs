@@ -196,22 +196,35 @@ pub(super) fn delivered_for(
     Ok(notes)
 }
 
-/// Per neighbour: (copies of its downlinks we hold, copies of ours it
-/// holds or must still drop, as far as we know).
-pub(super) fn counts(conn: &Connection) -> Result<BTreeMap<[u8; 32], (u64, u64)>, StoreError> {
-    let mut counts: BTreeMap<[u8; 32], (u64, u64)> = BTreeMap::new();
+/// What is shared with one neighbour, as the store knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerMailCounts {
+    /// Copies of its downlinks we hold (delivery notes included).
+    pub held_for_peer: u64,
+    /// Of those, delivered here and not yet settled by it.
+    pub delivered_unsettled: u64,
+    /// Copies of ours it holds or must still drop, as far as we know.
+    pub held_by_peer: u64,
+}
+
+/// Per neighbour gateway id.
+pub(super) fn counts(conn: &Connection) -> Result<BTreeMap<[u8; 32], PeerMailCounts>, StoreError> {
+    let mut counts: BTreeMap<[u8; 32], PeerMailCounts> = BTreeMap::new();
     let mut held_for = conn.prepare_cached(
-        "SELECT origin, COUNT(*) FROM mailbox WHERE origin IS NOT NULL GROUP BY origin",
+        "SELECT origin, COUNT(*), COUNT(*) FILTER (WHERE state = 'delivered') FROM mailbox
+         WHERE origin IS NOT NULL GROUP BY origin",
     )?;
-    for row in held_for.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
-        let (peer, n): ([u8; 32], u64) = row?;
-        counts.entry(peer).or_default().0 = n;
+    for row in held_for.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))? {
+        let (peer, held, delivered): ([u8; 32], u64, u64) = row?;
+        let entry = counts.entry(peer).or_default();
+        entry.held_for_peer = held;
+        entry.delivered_unsettled = delivered;
     }
     let mut held_by =
         conn.prepare_cached("SELECT peer, COUNT(*) FROM mailbox_offers GROUP BY peer")?;
     for row in held_by.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
         let (peer, n): ([u8; 32], u64) = row?;
-        counts.entry(peer).or_default().1 = n;
+        counts.entry(peer).or_default().held_by_peer = n;
     }
     Ok(counts)
 }
