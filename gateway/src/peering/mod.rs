@@ -29,6 +29,8 @@ pub mod tls;
 pub mod wire;
 
 #[cfg(test)]
+mod mailbox_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
