@@ -241,8 +241,10 @@ impl Offering {
         match message {
             Message::Taken { ids } => {
                 let ids = ids_of(ids)?;
-                let count = ids.iter().filter(|id| self.offered.remove(*id)).count() as u64;
-                shared
+                for id in &ids {
+                    self.offered.remove(id);
+                }
+                let count = shared
                     .store
                     .peer_mail_taken(self.peer, ids)
                     .await
@@ -401,7 +403,7 @@ impl Holding {
                         format!("offered downlink {} is malformed", m.request_id)
                     })?);
                 }
-                let held = shared
+                let (held, new) = shared
                     .store
                     .peer_mail_take(self.origin, mails)
                     .await
@@ -414,10 +416,9 @@ impl Holding {
                         declined.push(m.request_id.clone());
                     }
                 }
-                let count = taken.len() as u64;
                 shared
                     .state
-                    .update(self.index, |v| v.mail.taken_total += count);
+                    .update(self.index, |v| v.mail.taken_total += new);
                 let mut replies = Vec::new();
                 if !taken.is_empty() {
                     replies.push(Message::Taken { ids: taken });

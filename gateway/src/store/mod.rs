@@ -453,30 +453,33 @@ impl Store {
 
     /// Holds copies of a neighbour's downlinks (`docs/peering.md` §7),
     /// durably; per mail, whether it is held (now or already) or did not
-    /// fit the mailbox limits.
+    /// fit (the mailbox limits, with copies kept to half its byte budget);
+    /// and how many were stored now.
     pub async fn peer_mail_take(
         &self,
         origin: [u8; 32],
         mails: Vec<NewMail>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<(Vec<bool>, u64), StoreError> {
         let op = peer_mail::Op::Take { origin, mails };
         match self.ask(|reply| Request::PeerMail { op, reply }).await? {
-            PeerMailAnswer::Held(held) => Ok(held),
-            _ => Ok(Vec::new()),
+            PeerMailAnswer::Held { held, new } => Ok((held, new)),
+            _ => Ok((Vec::new(), 0)),
         }
     }
 
     /// Records that `peer` holds copies of these of our downlinks (a copy of
-    /// one already finished is marked for withdrawal at once).
+    /// one already finished is marked for withdrawal at once); returns how
+    /// many were not recorded before.
     pub async fn peer_mail_taken(
         &self,
         peer: [u8; 32],
         ids: Vec<[u8; 16]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let op = peer_mail::Op::Taken { peer, ids };
-        self.ask(|reply| Request::PeerMail { op, reply })
-            .await
-            .map(drop)
+        match self.ask(|reply| Request::PeerMail { op, reply }).await? {
+            PeerMailAnswer::Recorded { new } => Ok(new),
+            _ => Ok(0),
+        }
     }
 
     /// Drops `origin`'s copies (and our notes of delivering them); returns

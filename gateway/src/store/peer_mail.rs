@@ -25,8 +25,16 @@ use super::StoreError;
 /// What a write of the agreement answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMailAnswer {
-    /// `Take`: per mail, held (stored now or already) or not (a limit).
-    Held(Vec<bool>),
+    /// `Take`: per mail, held (stored now or already) or not (a limit);
+    /// and how many were stored now.
+    Held {
+        held: Vec<bool>,
+        new: u64,
+    },
+    /// `Taken`: how many copies were not recorded before.
+    Recorded {
+        new: u64,
+    },
     /// `Withdraw`: copies dropped undelivered, and delivery notes dropped.
     Dropped {
         copies: u64,
@@ -62,16 +70,23 @@ pub(super) fn apply(
 ) -> Result<PeerMailAnswer, StoreError> {
     match op {
         Op::Take { origin, mails } => {
-            let mut held = Vec::with_capacity(mails.len());
+            // Our own downlinks come first: copies are taken only while the
+            // mailbox is under half its byte budget.
+            let limits = MailboxLimits {
+                total_bytes: limits.total_bytes / 2,
+                ..limits
+            };
+            let (mut held, mut new) = (Vec::with_capacity(mails.len()), 0);
             for mail in mails {
                 let outcome = mailbox::put(conn, tallies, limits, mail)?;
                 if let MailboxPutOutcome::Stored { id: row } = outcome {
                     conn.prepare_cached("UPDATE mailbox SET origin = ?2 WHERE id = ?1")?
                         .execute(params![row as i64, origin])?;
+                    new += 1;
                 }
                 held.push(!matches!(outcome, MailboxPutOutcome::Full { .. }));
             }
-            Ok(PeerMailAnswer::Held(held))
+            Ok(PeerMailAnswer::Held { held, new })
         }
         Op::Taken { peer, ids } => {
             // A downlink finished while the offer was in flight is withdrawn
@@ -83,10 +98,11 @@ pub(super) fn apply(
                      SELECT 1 FROM mailbox WHERE down_msg_id = ?1 AND origin IS NULL)
                    THEN 'held' ELSE 'withdraw' END)",
             )?;
+            let mut new = 0;
             for id in ids {
-                insert.execute(params![id, peer])?;
+                new += insert.execute(params![id, peer])? as u64;
             }
-            Ok(PeerMailAnswer::Done)
+            Ok(PeerMailAnswer::Recorded { new })
         }
         Op::Withdraw { origin, ids } => {
             let mut delete = conn.prepare_cached(

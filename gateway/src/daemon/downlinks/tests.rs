@@ -672,7 +672,7 @@ mod shared_with_neighbours {
                 .peer_mail_take(NEIGHBOUR, vec![copy.clone(), copy.clone()])
                 .await
                 .unwrap(),
-            vec![true, true],
+            (vec![true, true], 1),
             "taken, and taken again (already held)"
         );
         assert!(
@@ -763,7 +763,38 @@ mod shared_with_neighbours {
         }
         assert_eq!(
             r.store.peer_mail_take(NEIGHBOUR, vec![copy]).await.unwrap(),
-            vec![false]
+            (vec![false], 0)
         );
+    }
+
+    #[tokio::test]
+    async fn copies_fill_at_most_half_the_mailbox_and_our_own_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            // Four entries of 100-byte frames (228 accounted bytes each).
+            mailbox_max_total_bytes: 4 * 228,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("gw.db"), options).unwrap();
+        let mail = |n: u8| NewMail {
+            device_id: [n; 32],
+            down_msg_id: [n; 16],
+            payload_frame: vec![n; 100],
+            created_at_ms: 1,
+            expires_at_ms: u64::MAX / 2,
+        };
+        assert_eq!(
+            store
+                .peer_mail_take(NEIGHBOUR, vec![mail(1), mail(2), mail(3)])
+                .await
+                .unwrap(),
+            (vec![true, true, false], 2)
+        );
+        for n in [4, 5] {
+            assert!(matches!(
+                store.mailbox_put(mail(n)).await.unwrap(),
+                MailboxPutOutcome::Stored { .. }
+            ));
+        }
     }
 }
