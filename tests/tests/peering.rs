@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{body, collect_transactions, keygen, peer_entry, tail, wait_api, wait_status};
-use seed_e2e::gateway::{GatewayProcess, TestConfig, FAST_RADIO};
+use common::{body, collect_transactions, tail, wait_api, wait_status};
+use seed_e2e::gateway::{keygen, peer_entry, GatewayProcess, TestConfig, FAST_RADIO};
 use seed_e2e::mosquitto::{unused_port, Mosquitto, MosquittoOptions, Subscriber};
 use seed_e2e::simulate::Simulation;
 use serde_json::Value;

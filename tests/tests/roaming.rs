@@ -15,10 +15,10 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{keygen, peer_entry, tail, wait_api, wait_status};
+use common::{tail, wait_api, wait_status};
 use radio_bridge::simulator::devices::device_identity;
 use rumqttc::Publish;
-use seed_e2e::gateway::{GatewayProcess, TestConfig, FAST_RADIO};
+use seed_e2e::gateway::{keygen, peer_entry, GatewayProcess, TestConfig, FAST_RADIO};
 use seed_e2e::mosquitto::{unused_port, Backend, Mosquitto, MosquittoOptions, Subscriber};
 use seed_e2e::simulate::Devices;
 use seed_gateway::daemon::request_id;

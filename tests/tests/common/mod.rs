@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rumqttc::Publish;
-use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig};
+use seed_e2e::gateway::GatewayProcess;
 use seed_e2e::mosquitto::Subscriber;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -160,19 +160,4 @@ pub async fn collect_transactions_and(
 /// Ids that arrived more than once (QoS 1 allows it; tests report them).
 pub fn duplicates(ids: &BTreeMap<String, u64>) -> u64 {
     ids.values().map(|n| n.saturating_sub(1)).sum()
-}
-
-/// Gives the gateway of `config` a key before its first start, so its
-/// neighbour's config can list it; returns its gateway id.
-pub fn keygen(config: &TestConfig) -> String {
-    let key_dir = config.data_dir.join("data");
-    std::fs::create_dir_all(&key_dir).expect("data dir");
-    let key = key_dir.join("gateway.key");
-    let (ok, out, err) = run_cli(&["keygen", "--out", &key.display().to_string()], None);
-    assert!(ok, "keygen failed: {err}");
-    out.trim().to_string()
-}
-
-pub fn peer_entry(name: &str, port: u16, gateway_id: &str) -> String {
-    format!("[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ngateway_id = \"{gateway_id}\"\n")
 }
