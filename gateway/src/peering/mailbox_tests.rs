@@ -205,7 +205,7 @@ async fn copies_are_on_disk_before_taken_and_notes_go_until_withdrawn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_link_carries_no_mailbox_messages() {
+async fn a_version_1_link_carries_custody_and_no_mailbox_messages() {
     let dir = tempfile::tempdir().unwrap();
     let (market, school, device) = (
         Identity::from_seed([4; 32]),
@@ -215,6 +215,23 @@ async fn a_version_1_link_carries_no_mailbox_messages() {
     let stop = CancellationToken::new();
     let h = holder(dir.path(), &school, &market, &stop).await;
     let mut link = dial(&h, &market, school.device_id(), vec![1]).await;
+    // Custody works as ever on a version-1 link.
+    let row = wire::Row::from_entry(&crate::store::OutboxEntry {
+        seq: 7,
+        msg_id: [7; 16],
+        device_id: device.device_id(),
+        message_type: "transaction".into(),
+        frame: vec![1, 2, 3],
+        message_json: "{}".into(),
+        rx_json: r#"{"link":"r","received_at_ms":1}"#.into(),
+        received_at_ms: 1,
+        compacted_count: 0,
+    });
+    wire::write_message(&mut link, &Message::Rows { rows: vec![row] })
+        .await
+        .unwrap();
+    assert_eq!(read(&mut link).await, Some(Message::Ack { seqs: vec![7] }));
+    // A mailbox message is not part of version 1.
     let offer = Message::Offer {
         mail: vec![mail(1, &device)],
     };
