@@ -38,7 +38,10 @@ struct Kiosks {
     b: TestConfig,
     a_id: String,
     b_id: String,
+    /// `a`'s own broker, when it is not the one `b` uses.
+    a_broker: Option<Mosquitto>,
     receipts: Subscriber,
+    /// Publishes downlinks to `a`'s broker.
     backend: Backend,
     _dir: tempfile::TempDir,
 }
@@ -46,6 +49,16 @@ struct Kiosks {
 impl Kiosks {
     /// `a_mailbox`: the body of `a`'s `[mailbox]` table.
     async fn new(a_mailbox: &str) -> Kiosks {
+        Self::build(a_mailbox, false).await
+    }
+
+    /// Like [`Kiosks::new`], but `a` has a broker of its own and hands its
+    /// outbox to `b` one second after losing it.
+    async fn with_separate_brokers() -> Kiosks {
+        Self::build("", true).await
+    }
+
+    async fn build(a_mailbox: &str, separate: bool) -> Kiosks {
         let dir = tempfile::Builder::new()
             .prefix("seed-e2e-roam-")
             .tempdir()
@@ -59,8 +72,15 @@ impl Kiosks {
             config.link_extra = FAST_RADIO.into();
             config.mqtt_url = Some(broker.url());
         }
+        let a_broker = match separate {
+            true => Some(Mosquitto::start(MosquittoOptions::new()).await),
+            false => None,
+        };
+        if let Some(own) = &a_broker {
+            a.mqtt_url = Some(own.url());
+        }
         a.extra = format!(
-            "[mailbox]\nretry_base_ms = 500\n{a_mailbox}\n\n[peering]\n{}",
+            "[mailbox]\nretry_base_ms = 500\n{a_mailbox}\n\n[peering]\ncustody_after_s = 1\n{}",
             peer_entry("school", b_port, &b_id)
         );
         b.extra = format!(
@@ -69,13 +89,14 @@ impl Kiosks {
         );
         // Receipts are not retained: subscribe before anything can happen.
         let receipts = Subscriber::connect(broker.observer_port(), "seed/v1/gw/+/receipt").await;
-        let backend = Backend::connect(&broker).await;
+        let backend = Backend::connect(a_broker.as_ref().unwrap_or(&broker)).await;
         Kiosks {
             broker,
             a,
             b,
             a_id,
             b_id,
+            a_broker,
             receipts,
             backend,
             _dir: dir,
@@ -87,7 +108,8 @@ impl Kiosks {
     /// `b` is up.
     async fn start_a(&self) -> GatewayProcess {
         let topic = format!("seed/v1/gw/{}/state", self.a_id);
-        let mut state = Subscriber::connect(self.broker.observer_port(), &topic).await;
+        let broker = self.a_broker.as_ref().unwrap_or(&self.broker);
+        let mut state = Subscriber::connect(broker.observer_port(), &topic).await;
         let a = GatewayProcess::start(&self.a).await;
         state
             .collect_until(WAIT, "the market kiosk's online state", |got| {
@@ -275,6 +297,60 @@ async fn a_delivery_while_the_accepting_kiosk_is_off_is_reported_when_it_returns
     wait_mailbox_empty(&a, "a").await;
     wait_mailbox_empty(&b, "b").await;
     k.receipts.expect_nothing(Duration::from_secs(2)).await;
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_heard_at_both_kiosks_still_gets_one_receipt() {
+    let mut k = Kiosks::new("").await;
+    let b = GatewayProcess::start(&k.b).await;
+    let a = k.start_a().await;
+    let id = k.send("for whoever hears you first").await;
+    wait_peers(&b, "the copy taken", |p| p["mail"]["held_for_peer"] == 1).await;
+
+    // The device stands between the kiosks: both hear it, both deliver.
+    let at_a = Devices::start(k.a.gwmp, 1, SEED, &[]);
+    let at_b = Devices::start(k.b.gwmp, 1, SEED, &[]);
+    let receipt = k.expect_one_receipt(&id, "delivered", &[&a, &b]).await;
+    let by = &receipt["delivered_by"];
+    assert!(by.is_null() || *by == k.b_id, "{receipt}");
+    wait_peers(&a, "every copy withdrawn", |p| {
+        p["mail"]["held_by_peer"] == 0
+    })
+    .await;
+    wait_mailbox_empty(&a, "a").await;
+    wait_mailbox_empty(&b, "b").await;
+    k.receipts.expect_nothing(Duration::from_secs(2)).await;
+    let heard = [at_a.stop(), at_b.stop()]
+        .iter()
+        .map(|s| s["downlinks_received"].as_u64().unwrap_or(0))
+        .sum::<u64>();
+    assert!(heard >= 1, "the device got it from at least one kiosk");
+    eprintln!("race: delivered_by {by}, received {heard} time(s) in all");
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receipt_of_a_kiosk_that_lost_its_internet_is_relayed_by_its_neighbour() {
+    let mut k = Kiosks::with_separate_brokers().await;
+    let b = GatewayProcess::start(&k.b).await;
+    let a = k.start_a().await;
+    let id = k.send("the market's internet is about to go").await;
+    wait_peers(&b, "the copy taken", |p| p["mail"]["held_for_peer"] == 1).await;
+    k.a_broker.as_mut().expect("a's own broker").stop().await;
+
+    let device = Devices::start(k.b.gwmp, 1, SEED, &[]);
+    // On b's broker, on a's topic: a decided, custody carried it.
+    let receipt = k.expect_one_receipt(&id, "delivered", &[&a, &b]).await;
+    assert_eq!(receipt["delivered_by"], k.b_id, "{receipt}");
+    assert_eq!(receipt["relayed_by"], k.b_id, "{receipt}");
+    wait_peers(&b, "the note settled", |p| p["mail"]["held_for_peer"] == 0).await;
+    wait_mailbox_empty(&a, "a").await;
+    wait_mailbox_empty(&b, "b").await;
+    k.receipts.expect_nothing(Duration::from_secs(2)).await;
+    device.stop();
     assert_no_panic(&a);
     assert_no_panic(&b);
 }
