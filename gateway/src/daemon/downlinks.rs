@@ -25,6 +25,11 @@
 //! it is queued: under a busy duty cycle a frame may wait, and queueing it
 //! again meanwhile would only spend airtime on copies. While a downlink is
 //! in flight (queued, not yet reported) it is not queued again.
+//!
+//! Downlinks are shared with trusted neighbour gateways (`peers.rs`,
+//! docs/peering.md §7): a neighbour's copy is served here like our own but
+//! ends without a receipt, and a neighbour's delivery of ours is settled on
+//! this task, which alone writes receipts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,11 +5,11 @@
 //! direction as custody: the gateway whose messages they are dials), from
 //! version 2 of the protocol on:
 //!
-//! - [`Offering`] runs in our outbound session: it offers our pending
+//! - `Offering` runs in our outbound session: it offers our pending
 //!   downlinks, records which the neighbour took, settles the neighbour's
 //!   deliveries through our own mailbox (which writes the one receipt) and
 //!   withdraws copies of downlinks that are finished.
-//! - [`Holding`] runs in the inbound session: it takes copies into our
+//! - `Holding` runs in the inbound session: it takes copies into our
 //!   mailbox (durably, before `taken`), drops them when withdrawn, and
 //!   tells the accepting gateway what the device acked.
 //!
