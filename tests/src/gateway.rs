@@ -324,3 +324,18 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Gives the gateway of `config` a key before its first start, so its
+/// neighbour's config can list it; returns its gateway id.
+pub fn keygen(config: &TestConfig) -> String {
+    let key_dir = config.data_dir.join("data");
+    std::fs::create_dir_all(&key_dir).expect("data dir");
+    let key = key_dir.join("gateway.key");
+    let (ok, out, err) = run_cli(&["keygen", "--out", &key.display().to_string()], None);
+    assert!(ok, "keygen failed: {err}");
+    out.trim().to_string()
+}
+
+pub fn peer_entry(name: &str, port: u16, gateway_id: &str) -> String {
+    format!("[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ngateway_id = \"{gateway_id}\"\n")
+}

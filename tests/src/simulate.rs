@@ -206,3 +206,54 @@ impl Summary {
         })
     }
 }
+
+/// `seed-gateway simulate --gwmp …` without `--messages`: devices (keys
+/// from `seed`) that send heartbeats and hear, ack and NACK downlinks until
+/// stopped. Dropping it kills the process.
+pub struct Devices {
+    child: Option<std::process::Child>,
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Devices {
+    /// `extra`: further `simulate` flags (`--loss 0.3`, `--no-ack-downlinks`).
+    pub fn start(gwmp: SocketAddr, devices: usize, seed: u64, extra: &[&str]) -> Devices {
+        let child = std::process::Command::new(binary())
+            .args(["simulate", "--gwmp", &gwmp.to_string()])
+            .args(["--devices", &devices.to_string()])
+            .args(["--seed", &seed.to_string()])
+            .args(["--speed", "20", "--transaction-interval-s", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulator starts");
+        Devices { child: Some(child) }
+    }
+
+    /// SIGTERM; returns the summary line it prints on the way out.
+    pub fn stop(mut self) -> serde_json::Value {
+        let child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc_kill(child.id() as i32, 15);
+        }
+        let out = child.wait_with_output().expect("simulator exits");
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("simulator summary is not JSON ({e}): {text:?}"))
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -9,15 +9,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use radio_bridge::frame::{DeviceClass, Frame, Message, PowerState};
 use radio_bridge::simulator::devices::device_identity;
 use rumqttc::Publish;
-use seed_e2e::gateway::{binary, GatewayProcess, TestConfig};
+use seed_e2e::gateway::{GatewayProcess, TestConfig};
 use seed_e2e::mosquitto::{Backend, Mosquitto, MosquittoOptions, Subscriber};
+use seed_e2e::simulate::Devices;
 use seed_gateway::daemon::request_id;
 use serde_json::{json, Value};
 
@@ -176,56 +176,8 @@ impl Rig {
         }
     }
 
-    fn simulate(&self, devices: usize, extra: &[&str]) -> Simulator {
-        Simulator::start(self.config.gwmp, devices, extra)
-    }
-}
-
-/// `seed-gateway simulate --gwmp …` as a child process.
-struct Simulator {
-    child: Option<Child>,
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-impl Simulator {
-    fn start(gwmp: std::net::SocketAddr, devices: usize, extra: &[&str]) -> Simulator {
-        let child = Command::new(binary())
-            .args(["simulate", "--gwmp", &gwmp.to_string()])
-            .args(["--devices", &devices.to_string()])
-            .args(["--seed", &SEED.to_string()])
-            .args(["--speed", "20", "--transaction-interval-s", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("simulator starts");
-        Simulator { child: Some(child) }
-    }
-
-    /// SIGTERM; returns the summary line it prints on the way out.
-    fn stop(mut self) -> Value {
-        let child = self.child.take().expect("running");
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc_kill(child.id() as i32, 15);
-        }
-        let out = child.wait_with_output().expect("simulator exits");
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim())
-            .unwrap_or_else(|e| panic!("simulator summary is not JSON ({e}): {text:?}"))
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+    fn simulate(&self, devices: usize, extra: &[&str]) -> Devices {
+        Devices::start(self.config.gwmp, devices, SEED, extra)
     }
 }
 

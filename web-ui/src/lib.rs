@@ -34,6 +34,6 @@ pub mod wording;
 pub use api::{strip_credentials, NeighborsDocument, QueueDocument, StatusDocument};
 pub use auth::password::{hash_password, HashError};
 pub use model::*;
-pub use peers::{Peer, PeerLink, PeerRefusal, Peers};
+pub use peers::{Peer, PeerLink, PeerMail, PeerRefusal, Peers};
 pub use provider::{AdminAction, DiagnosticBundle, GatewayView};
 pub use routes::{bind, router, serve, FORM_BODY_LIMIT};

@@ -150,7 +150,7 @@ pub fn render_peers(peers: &Peers) -> String {
         return out.text;
     }
     type Figure = fn(&crate::peers::Peer) -> f64;
-    let families: [(&str, Kind, &str, Figure); 9] = [
+    let families: [(&str, Kind, &str, Figure); 17] = [
         (
             "seed_peer_outbound_connected",
             Kind::Gauge,
@@ -204,6 +204,54 @@ pub fn render_peers(peers: &Peers) -> String {
             Kind::Counter,
             "This gateway's handed-over messages that came back to its outbox (the neighbour's store was replaced, or it stalled).",
             |p| p.reclaimed_total as f64,
+        ),
+        (
+            "seed_peer_mail_held_for_peer",
+            Kind::Gauge,
+            "Copies of the neighbour's downlinks this gateway holds.",
+            |p| p.mail.held_for_peer as f64,
+        ),
+        (
+            "seed_peer_mail_delivered_unsettled",
+            Kind::Gauge,
+            "Of those, delivered here and not yet settled by the neighbour.",
+            |p| p.mail.delivered_unsettled as f64,
+        ),
+        (
+            "seed_peer_mail_held_by_peer",
+            Kind::Gauge,
+            "Copies of this gateway's downlinks the neighbour holds or must drop.",
+            |p| p.mail.held_by_peer as f64,
+        ),
+        (
+            "seed_peer_mail_offered_total",
+            Kind::Counter,
+            "This gateway's downlinks the neighbour took a copy of.",
+            |p| p.mail.offered_total as f64,
+        ),
+        (
+            "seed_peer_mail_taken_total",
+            Kind::Counter,
+            "The neighbour's downlinks this gateway took a copy of.",
+            |p| p.mail.taken_total as f64,
+        ),
+        (
+            "seed_peer_mail_delivered_by_peer_total",
+            Kind::Counter,
+            "This gateway's downlinks the neighbour delivered.",
+            |p| p.mail.delivered_by_peer_total as f64,
+        ),
+        (
+            "seed_peer_mail_delivered_for_peer_total",
+            Kind::Counter,
+            "The neighbour's downlinks this gateway delivered.",
+            |p| p.mail.delivered_for_peer_total as f64,
+        ),
+        (
+            "seed_peer_mail_withdrawn_total",
+            Kind::Counter,
+            "Copies of the neighbour's downlinks dropped undelivered on its word.",
+            |p| p.mail.withdrawn_total as f64,
         ),
     ];
     for (name, kind, help, figure) in families {

@@ -56,6 +56,35 @@ pub struct Peer {
     pub reclaimed_total: u64,
     /// Why messages last came back, as a sentence.
     pub last_reclaim: Option<String>,
+    /// Downlinks shared with this neighbour (docs/peering.md §7).
+    pub mail: PeerMail,
+}
+
+/// Downlinks shared with one neighbour, so whichever gateway hears the
+/// device first delivers it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PeerMail {
+    /// Copies of the neighbour's downlinks this gateway holds (delivery
+    /// notes not yet settled included).
+    pub held_for_peer: u64,
+    /// Of those, delivered by this gateway and not yet settled by the
+    /// neighbour (it is told whenever the link is up).
+    pub delivered_unsettled: u64,
+    /// Copies of our downlinks the neighbour holds or must still drop, as
+    /// far as this gateway knows.
+    pub held_by_peer: u64,
+    /// Our downlinks the neighbour took a copy of.
+    pub offered_total: u64,
+    /// The neighbour's downlinks this gateway took a copy of.
+    pub taken_total: u64,
+    /// Our downlinks the neighbour delivered (we published the receipt).
+    pub delivered_by_peer_total: u64,
+    /// The neighbour's downlinks this gateway delivered (it published the
+    /// receipt).
+    pub delivered_for_peer_total: u64,
+    /// Copies of the neighbour's downlinks dropped undelivered because it
+    /// withdrew them (delivered elsewhere, or expired).
+    pub withdrawn_total: u64,
 }
 
 /// A connection that was turned away.

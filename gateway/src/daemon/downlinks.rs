@@ -25,6 +25,11 @@
 //! it is queued: under a busy duty cycle a frame may wait, and queueing it
 //! again meanwhile would only spend airtime on copies. While a downlink is
 //! in flight (queued, not yet reported) it is not queued again.
+//!
+//! Downlinks are shared with trusted neighbour gateways (`peers.rs`,
+//! docs/peering.md §7): a neighbour's copy is served here like our own but
+//! ends without a receipt, and a neighbour's delivery of ours is settled on
+//! this task, which alone writes receipts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,8 +91,16 @@ pub struct MailboxCounters {
 }
 
 /// Work for the mailbox task, in arrival order.
+// `Heard` is the large, frequent one (every frame heard); boxing it to suit
+// the rare small one would cost an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 enum Work {
-    Heard { frame: Frame, rx: RxMeta },
+    Heard {
+        frame: Frame,
+        rx: RxMeta,
+    },
+    /// A neighbour delivered a copy of one of our downlinks (`peers.rs`).
+    DeliveredByPeer(peers::PeerDelivery),
 }
 
 #[derive(Clone)]
@@ -108,6 +121,9 @@ struct Inner {
     /// Mailbox entry id → when it was queued, for entries the scheduler has
     /// not reported yet. Only the [`Mailbox::run`] task touches it.
     in_flight: std::sync::Mutex<HashMap<u64, u64>>,
+    /// Bumped when neighbours may have something new to hear about: a
+    /// downlink accepted or finished, a neighbour's copy delivered.
+    peer_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A final outcome of one downlink, as its receipt names it.
@@ -132,6 +148,8 @@ impl Outcome {
 
 /// What a receipt says besides its outcome.
 struct ReceiptFacts {
+    /// The neighbour gateway that delivered it, if not this one.
+    delivered_by: Option<DeviceId>,
     device_id: DeviceId,
     request_id: MsgId,
     msg_id: Option<MsgId>,
@@ -181,6 +199,7 @@ impl Mailbox {
                 work,
                 work_rx: std::sync::Mutex::new(Some(work_rx)),
                 in_flight: std::sync::Mutex::new(HashMap::new()),
+                peer_changes: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -238,6 +257,7 @@ impl Mailbox {
         let key = request_id(&device_id, payload);
         let now = self.now();
         let reject = |reason: String, msg_id: Option<MsgId>, seq: Option<u64>| ReceiptFacts {
+            delivered_by: None,
             device_id,
             request_id: key,
             msg_id,
@@ -298,7 +318,11 @@ impl Mailbox {
             .await
             .map_err(|e| e.to_string())?;
         match outcome {
-            MailboxPutOutcome::Stored { .. } | MailboxPutOutcome::Duplicate => Ok(()),
+            MailboxPutOutcome::Stored { .. } => {
+                self.tell_peers();
+                Ok(())
+            }
+            MailboxPutOutcome::Duplicate => Ok(()),
             MailboxPutOutcome::Full { limit } => {
                 let reason = format!("mailbox full ({limit:?} limit of the store)");
                 self.receipt(
@@ -413,7 +437,7 @@ impl Mailbox {
     async fn receipt(&self, outcome: Outcome, facts: ReceiptFacts) -> Result<(), String> {
         let at = self.now();
         let status = outcome.name();
-        let body = json!({
+        let mut body = json!({
             "status": status,
             "device_id": hex::encode(facts.device_id),
             "request_id": hex::encode(facts.request_id),
@@ -424,6 +448,9 @@ impl Mailbox {
             "accepted_at": crate::uplink::payload::rfc3339_utc_millis(facts.accepted_at_ms),
             "at": crate::uplink::payload::rfc3339_utc_millis(at),
         });
+        if let Some(by) = facts.delivered_by {
+            body["delivered_by"] = hex::encode(by).into();
+        }
         // The same downlink (request id and acceptance time) ending the same
         // way always gets the same id, so a receipt written again after a
         // crash is recognised by the store and published once; the same
@@ -498,6 +525,7 @@ impl Mailbox {
                             tracing::warn!("mailbox: {e}");
                         }
                     }
+                    Some(Work::DeliveredByPeer(delivery)) => self.on_delivered_by_peer(delivery).await,
                     None => return,
                 },
                 Some(report) = reports.recv() => {
@@ -709,7 +737,9 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Ends a downlink: receipt first (durable), then the mailbox entry goes.
+    /// Ends a downlink: receipt first (durable), then the mailbox entry goes
+    /// (and with it, in the same transaction, the neighbours' copies are
+    /// marked for withdrawal). A neighbour's copy ends without a receipt.
     async fn finish(
         &self,
         entry: &MailboxEntry,
@@ -717,25 +747,36 @@ impl Mailbox {
         outcome: Outcome,
         reason: Option<String>,
     ) -> Result<(), String> {
-        self.receipt(
-            outcome,
-            ReceiptFacts {
-                device_id: entry.device_id,
-                request_id: entry.down_msg_id,
-                msg_id: down.map(|f| f.msg_id),
-                seq: down.and_then(|f| f.envelope.seq),
-                attempts: entry.attempts,
-                accepted_at_ms: entry.created_at_ms,
-                reason,
-            },
-        )
-        .await?;
+        if entry.origin.is_some() {
+            return self.finish_copy(entry, outcome).await;
+        }
+        let facts = ReceiptFacts {
+            delivered_by: None,
+            device_id: entry.device_id,
+            request_id: entry.down_msg_id,
+            msg_id: down.map(|f| f.msg_id),
+            seq: down.and_then(|f| f.envelope.seq),
+            attempts: entry.attempts,
+            accepted_at_ms: entry.created_at_ms,
+            reason,
+        };
+        self.settle(entry, outcome, facts).await
+    }
+
+    async fn settle(
+        &self,
+        entry: &MailboxEntry,
+        outcome: Outcome,
+        facts: ReceiptFacts,
+    ) -> Result<(), String> {
+        self.receipt(outcome, facts).await?;
         self.inner
             .store
             .mailbox_remove(vec![entry.id])
             .await
             .map_err(|e| e.to_string())?;
         self.in_flight().remove(&entry.id);
+        self.tell_peers();
         Ok(())
     }
 }
@@ -784,5 +825,6 @@ pub fn request_id(device_id: &DeviceId, payload: &[u8]) -> MsgId {
     id
 }
 
+mod peers;
 #[cfg(test)]
 mod tests;

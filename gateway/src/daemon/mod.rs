@@ -360,6 +360,7 @@ pub async fn start(config: &Config, links: Vec<LinkSpec>) -> Result<Running, Str
                 .mqtt
                 .as_ref()
                 .map_or_else(String::new, |m| m.prefix.clone()),
+            mailboxes: Some(mailbox.peer_link()),
         },
         &mut tasks,
         shutdown.clone(),

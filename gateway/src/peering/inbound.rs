@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use super::mailboxes::Holding;
 use super::wire::{self, Message};
 use super::{tls, Shared, HANDSHAKE_TIMEOUT, KEEPALIVE};
 use crate::store::CommitOutcome;
@@ -90,22 +91,21 @@ async fn serve(
     let outcome = async {
         let holding = holding_for(&shared, &origin).await;
         super::send_hello(&mut stream, shared.own_state(holding), &shared.store_id).await?;
-        let (theirs, _) =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
-                .await
-                .map_err(|_| "no hello within the time limit".to_string())?
-                .inspect_err(|e| {
-                    if e.contains("no common peer-link version") {
-                        shared
-                            .state
-                            .refused(from.clone(), "unsupported_version", e.clone());
-                    }
-                })?;
+        let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, super::receive_hello(&mut stream))
+            .await
+            .map_err(|_| "no hello within the time limit".to_string())?
+            .inspect_err(|e| {
+                if e.contains("no common peer-link version") {
+                    shared
+                        .state
+                        .refused(from.clone(), "unsupported_version", e.clone());
+                }
+            })?;
         shared.state.link_up(index, false);
         shared
             .state
-            .update(index, |v| v.peer_uplink_up = Some(theirs.uplink_up));
-        take_custody(&shared, index, stream).await
+            .update(index, |v| v.peer_uplink_up = Some(theirs.status.uplink_up));
+        take_custody(&shared, index, theirs.version, stream).await
     }
     .await;
     let why = outcome.err().unwrap_or_else(|| "closed".into());
@@ -115,6 +115,7 @@ async fn serve(
 async fn take_custody(
     shared: &Shared,
     index: usize,
+    version: u16,
     stream: tokio_rustls::server::TlsStream<TcpStream>,
 ) -> Result<(), String> {
     let origin = shared.peers[index].key;
@@ -122,6 +123,7 @@ async fn take_custody(
     let mut incoming = super::spawn_reader(reader);
     let mut uplink = shared.uplink.status.clone();
     let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut holding = Holding::new(shared, index, version);
     loop {
         let message = tokio::select! {
             message = incoming.recv() => message.ok_or("the link closed")??,
@@ -141,6 +143,10 @@ async fn take_custody(
                     }
                     return Err(e.to_string());
                 }
+                continue;
+            }
+            _ = Holding::next_due(&mut holding) => {
+                Holding::send_due(&mut holding, shared, &mut writer).await?;
                 continue;
             }
         };
@@ -202,6 +208,7 @@ async fn take_custody(
             Message::Error { code, text } => {
                 return Err(format!("the neighbour closed the link: {code}: {text}"))
             }
+            other if Holding::answer(&mut holding, shared, &other, &mut writer).await? => {}
             other => {
                 return Err(format!(
                     "protocol error: unexpected {} from the neighbour",

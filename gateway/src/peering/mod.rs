@@ -15,6 +15,8 @@
 //!   what it published, and the origin keeps what it handed over until
 //!   then (and takes it back when the custodian's store was replaced).
 //! - [`status`]: what the page, the API and `/metrics` show.
+//! - [`mailboxes`]: our downlinks offered to neighbours and theirs held
+//!   here, so whichever gateway hears the device first delivers it.
 //!
 //! Each pair of gateways uses two TCP connections, one per direction of
 //! custody: the origin always dials, the custodian always listens. So
@@ -23,6 +25,7 @@
 
 mod handback;
 mod inbound;
+pub mod mailboxes;
 mod outbound;
 mod receipts;
 mod relay;
@@ -30,6 +33,8 @@ pub mod status;
 pub mod tls;
 pub mod wire;
 
+#[cfg(test)]
+mod mailbox_tests;
 #[cfg(test)]
 mod tests;
 
@@ -114,6 +119,8 @@ struct Shared {
     receipts: receipts::Receipts,
     /// Origin side: when each neighbour last took or published our rows.
     progress: handback::Progress,
+    /// `None` without a mailbox (downlinks are then not shared).
+    mailboxes: Option<mailboxes::MailboxLink>,
 }
 
 impl Shared {
@@ -141,6 +148,8 @@ pub struct PeeringSetup {
     pub publisher: Option<ExtraPublisher>,
     /// The MQTT topic prefix relayed rows are published under.
     pub mqtt_prefix: String,
+    /// The mailbox, to share downlinks with neighbours; `None`: not shared.
+    pub mailboxes: Option<mailboxes::MailboxLink>,
 }
 
 /// Starts the listener, one dialler per neighbour and the relay. Returns
@@ -209,6 +218,7 @@ pub async fn start(
         store_id,
         receipts: receipts::Receipts::new(peer_count),
         progress: handback::Progress::new(peer_count),
+        mailboxes: setup.mailboxes,
     });
     if let Some(listener) = listener {
         tasks.spawn(inbound::listen(
@@ -246,6 +256,9 @@ async fn refresh_held(shared: Arc<Shared>, shutdown: CancellationToken) {
         if let Ok(counts) = shared.store.custody_counts().await {
             shared.state.set_held(&counts, &keys);
         }
+        if let Ok(counts) = shared.store.peer_mail_counts().await {
+            shared.state.set_mail_held(&counts, &keys);
+        }
     }
 }
 
@@ -265,10 +278,18 @@ where
         .map_err(|e| e.to_string())
 }
 
+/// What the other side's `hello` told us.
+struct PeerHello {
+    status: wire::PeerState,
+    /// The version both sides speak on this connection.
+    version: u16,
+    /// The other side's store (a new id means its store was replaced).
+    store_id: Option<String>,
+}
+
 /// Reads the other side's `hello` and agrees on a version; on no common
-/// version tells the other side why before giving up. Returns its state
-/// and its store's id.
-async fn receive_hello<S>(stream: &mut S) -> Result<(wire::PeerState, Option<String>), String>
+/// version tells the other side why before giving up.
+async fn receive_hello<S>(stream: &mut S) -> Result<PeerHello, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -282,7 +303,11 @@ where
             store_id,
             ..
         } => match wire::negotiate(&versions) {
-            Some(_) => Ok((status, store_id)),
+            Some(version) => Ok(PeerHello {
+                status,
+                version,
+                store_id,
+            }),
             None => {
                 let text = format!(
                     "no common peer-link version (we speak {:?}, the neighbour {versions:?})",
@@ -341,5 +366,11 @@ fn kind(message: &wire::Message) -> &'static str {
         wire::Message::Refused { .. } => "refused",
         wire::Message::Published { .. } => "published",
         wire::Message::Error { .. } => "error",
+        wire::Message::Offer { .. } => "offer",
+        wire::Message::Taken { .. } => "taken",
+        wire::Message::Declined { .. } => "declined",
+        wire::Message::Delivered { .. } => "delivered",
+        wire::Message::Withdraw { .. } => "withdraw",
+        wire::Message::Withdrawn { .. } => "withdrawn",
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::mailboxes::Offering;
 use super::wire::{self, Message, Row};
 use super::{handback, tls, Shared, HANDSHAKE_TIMEOUT, KEEPALIVE};
 
@@ -89,9 +90,10 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
     })??;
     let (reader, mut writer) = tokio::io::split(stream);
     let mut incoming = super::spawn_reader(reader);
-    let (mut theirs, their_store) = their_hello;
-    let custodian = handback::on_hello(shared, index, their_store).await?;
+    let mut theirs = their_hello.status;
+    let custodian = handback::on_hello(shared, index, their_hello.store_id).await?;
     handback::on_status(shared, &custodian, theirs).await?;
+    let mut offering = Offering::new(shared, index, their_hello.version);
     shared.state.link_up(index, true);
     shared.state.update(index, |v| {
         v.peer_uplink_up = Some(theirs.uplink_up);
@@ -138,15 +140,18 @@ async fn session(shared: &Shared, index: usize) -> Result<(), String> {
                         paused_until = Some(tokio::time::Instant::now() + REFUSAL_PAUSE);
                     }
                     Message::Error { code, text } => return Err(format!("the neighbour closed the link: {code}: {text}")),
+                    other if Offering::answer(&mut offering, shared, &other).await? => {}
                     other => return Err(format!("protocol error: unexpected {} from the neighbour", super::kind(&other))),
                 }
             }
             _ = poll.tick() => {}
+            _ = Offering::next_due(&mut offering) => {}
             _ = keepalive.tick() => {
                 wire::write_message(&mut writer, &Message::Status { status: shared.own_state(0) }).await.map_err(|e| e.to_string())?;
                 continue;
             }
         }
+        Offering::send_due(&mut offering, shared, &mut writer).await?;
         if paused_until.is_some_and(|t| tokio::time::Instant::now() < t) {
             continue;
         }

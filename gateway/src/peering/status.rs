@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use radio_bridge::link::unix_millis;
 use web_ui::{Peer, PeerRefusal, Peers};
 
+use crate::store::PeerMailCounts;
+
 #[derive(Debug, Default)]
 pub struct PeeringState {
     view: Mutex<Peers>,
@@ -103,6 +105,17 @@ impl PeeringState {
         let mut view = self.lock();
         for (peer, key) in view.peers.iter_mut().zip(keys) {
             peer.held_for_peer = counts.get(key).copied().unwrap_or(0);
+        }
+    }
+
+    /// The shared-mailbox gauges, from the store.
+    pub fn set_mail_held(&self, counts: &BTreeMap<[u8; 32], PeerMailCounts>, keys: &[[u8; 32]]) {
+        let mut view = self.lock();
+        for (peer, key) in view.peers.iter_mut().zip(keys) {
+            let counts = counts.get(key).copied().unwrap_or_default();
+            peer.mail.held_for_peer = counts.held_for_peer;
+            peer.mail.delivered_unsettled = counts.delivered_unsettled;
+            peer.mail.held_by_peer = counts.held_by_peer;
         }
     }
 }

@@ -83,6 +83,7 @@ async fn gateway(
             uplink_status: Some(status),
             publisher: None,
             mqtt_prefix: "seed/v1".into(),
+            mailboxes: None,
         },
         &mut tasks,
         stop.clone(),

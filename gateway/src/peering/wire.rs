@@ -11,13 +11,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::store::OutboxEntry;
+use crate::store::{MailboxEntry, NewMail, OutboxEntry};
 
 /// Versions of the peer-link protocol this build speaks, oldest first.
 /// Version 2 added `hello.store_id` and `published` (custody lasts until
-/// the custodian published); a version-1 gateway would delete rows on
-/// `ack`, so it is not spoken any more.
+/// the custodian published) and the shared-mailbox messages (`offer` …
+/// `withdrawn`); a version-1 gateway would delete rows on `ack`, so it is
+/// not spoken any more.
 pub const VERSIONS: &[u16] = &[2];
+
+/// The first version with shared mailboxes.
+pub const MAILBOX_VERSION: u16 = 2;
 
 /// Largest frame accepted (a `rows` message of a full window of the
 /// largest rows fits with room to spare).
@@ -52,6 +56,80 @@ pub enum Message {
     Refused { seqs: Vec<u64>, reason: String },
     /// The sender closes the link for this reason.
     Error { code: String, text: String },
+    /// Version 2, accepting gateway → neighbour: hold copies of these
+    /// downlinks and deliver them if the device is heard there.
+    Offer { mail: Vec<Mail> },
+    /// Version 2, neighbour → accepting gateway: these copies (by request
+    /// id) are on the neighbour's disk, or were already.
+    Taken { ids: Vec<String> },
+    /// Version 2, neighbour → accepting gateway: these copies were not
+    /// taken (its mailbox is full); offered again later.
+    Declined { ids: Vec<String>, reason: String },
+    /// Version 2, neighbour → accepting gateway: the device acked these
+    /// copies; the accepting gateway publishes the one receipt.
+    Delivered { deliveries: Vec<Delivery> },
+    /// Version 2, accepting gateway → neighbour: drop these copies (and
+    /// delivery notes), with no receipt.
+    Withdraw { ids: Vec<String> },
+    /// Version 2, neighbour → accepting gateway: dropped (or never held).
+    Withdrawn { ids: Vec<String> },
+}
+
+/// A downlink offered to a neighbour; what its mailbox needs to deliver it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mail {
+    /// The downlink's request id (32 hex), as its receipt names it.
+    pub request_id: String,
+    /// 64 hex digits.
+    pub device_id: String,
+    /// Base64 of the signed frame to transmit.
+    pub frame: String,
+    /// When the accepting gateway took it (its clock).
+    pub accepted_at_ms: u64,
+    /// After this (the accepting gateway's clock) the neighbour stops
+    /// offering it to the device and drops it, with no receipt.
+    pub expires_at_ms: u64,
+}
+
+/// A delivery of a neighbour's downlink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    pub request_id: String,
+    pub device_id: String,
+    /// Transmissions it took.
+    pub attempts: u32,
+}
+
+impl Mail {
+    pub fn from_entry(entry: &MailboxEntry) -> Mail {
+        Mail {
+            request_id: hex::encode(entry.down_msg_id),
+            device_id: hex::encode(entry.device_id),
+            frame: base64::engine::general_purpose::STANDARD.encode(&entry.payload_frame),
+            accepted_at_ms: entry.created_at_ms,
+            expires_at_ms: entry.expires_at_ms,
+        }
+    }
+
+    /// As a mailbox entry to hold; `None` if an id or the frame is malformed.
+    pub fn to_new_mail(&self) -> Option<NewMail> {
+        Some(NewMail {
+            device_id: hex_array(&self.device_id)?,
+            down_msg_id: hex_array(&self.request_id)?,
+            payload_frame: base64::engine::general_purpose::STANDARD
+                .decode(&self.frame)
+                .ok()?,
+            created_at_ms: self.accepted_at_ms,
+            expires_at_ms: self.expires_at_ms,
+        })
+    }
+}
+
+/// Fixed-size bytes from hex; `None` if malformed or of another length.
+pub fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 /// What one gateway tells the other about itself.
@@ -345,5 +423,55 @@ mod tests {
     fn negotiation_picks_the_highest_common_version() {
         assert_eq!(negotiate(&[1, 2, 9]), Some(2));
         assert_eq!(negotiate(&[1]), None);
+        assert_eq!(negotiate(&[3]), None);
+    }
+
+    /// The `delivered` test vector of docs/peering.md §7.
+    #[tokio::test]
+    async fn delivered_matches_the_documented_bytes() {
+        let delivered = Message::Delivered {
+            deliveries: vec![Delivery {
+                request_id: "0f".repeat(16),
+                device_id: "ab".repeat(32),
+                attempts: 2,
+            }],
+        };
+        let mut frame = Vec::new();
+        write_message(&mut frame, &delivered).await.unwrap();
+        let body = format!(
+            r#"{{"type":"delivered","deliveries":[{{"request_id":"{}","device_id":"{}","attempts":2}}]}}"#,
+            "0f".repeat(16),
+            "ab".repeat(32)
+        );
+        assert_eq!(&frame[..4], &[0, 0, 0, 0xb1]);
+        assert_eq!(std::str::from_utf8(&frame[4..]).unwrap(), body);
+        let (mut a, mut b) = tokio::io::duplex(1 << 12);
+        a.write_all(&frame).await.unwrap();
+        assert_eq!(read_message(&mut b).await.unwrap(), delivered);
+    }
+
+    #[test]
+    fn offered_mail_carries_the_entry_and_refuses_bad_ids() {
+        let entry = MailboxEntry {
+            id: 7,
+            device_id: [3; 32],
+            down_msg_id: [4; 16],
+            payload_frame: vec![1, 2, 3],
+            created_at_ms: 10,
+            expires_at_ms: 20,
+            state: crate::store::MailboxState::Pending,
+            attempts: 1,
+            last_attempt_at_ms: None,
+            origin: None,
+        };
+        let mail = Mail::from_entry(&entry).to_new_mail().unwrap();
+        assert_eq!(
+            (mail.device_id, mail.down_msg_id, mail.payload_frame),
+            ([3; 32], [4; 16], vec![1, 2, 3])
+        );
+        assert_eq!((mail.created_at_ms, mail.expires_at_ms), (10, 20));
+        let mut bad = Mail::from_entry(&entry);
+        bad.request_id = "04".repeat(15);
+        assert_eq!(bad.to_new_mail(), None);
     }
 }

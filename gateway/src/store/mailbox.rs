@@ -104,6 +104,9 @@ pub struct MailboxEntry {
     pub state: MailboxState,
     pub attempts: u32,
     pub last_attempt_at_ms: Option<u64>,
+    /// The neighbour gateway that accepted this downlink and offered us a
+    /// copy (`peer_mail.rs`); `None` for our own.
+    pub origin: Option<[u8; 32]>,
 }
 
 /// The mailbox limits from `StoreOptions`.
@@ -114,9 +117,13 @@ pub(super) struct MailboxLimits {
 }
 
 const COLUMNS: &str = "id, device_id, down_msg_id, payload_frame, created_at_ms, expires_at_ms, \
-                       state, attempts, last_attempt_at_ms";
+                       state, attempts, last_attempt_at_ms, origin";
+/// [`COLUMNS`] of a table aliased `m`.
+pub(super) const COLUMNS_OF_M: &str =
+    "m.id, m.device_id, m.down_msg_id, m.payload_frame, m.created_at_ms, m.expires_at_ms, \
+     m.state, m.attempts, m.last_attempt_at_ms, m.origin";
 
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<MailboxEntry> {
+pub(super) fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<MailboxEntry> {
     let state: String = row.get(6)?;
     let state = MailboxState::parse(&state).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -135,6 +142,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<MailboxEntry> {
         state,
         attempts: row.get(7)?,
         last_attempt_at_ms: row.get(8)?,
+        origin: row.get(9)?,
     })
 }
 
@@ -236,13 +244,15 @@ pub(super) fn remove(
     ids: &[u64],
 ) -> Result<u64, StoreError> {
     let mut delete =
-        conn.prepare_cached("DELETE FROM mailbox WHERE id = ?1 RETURNING size_bytes")?;
+        conn.prepare_cached("DELETE FROM mailbox WHERE id = ?1 RETURNING size_bytes, down_msg_id")?;
     let mut removed = 0;
     for &id in ids {
         let Ok(id) = i64::try_from(id) else { continue };
         let mut rows = delete.query([id])?;
         if let Some(row) = rows.next()? {
             let size: u64 = row.get(0)?;
+            let down_msg_id: Vec<u8> = row.get(1)?;
+            super::peer_mail::withdraw_copies(conn, &down_msg_id)?;
             tallies.mailbox_rows -= 1;
             tallies.mailbox_bytes -= size;
             removed += 1;

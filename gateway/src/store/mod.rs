@@ -45,8 +45,10 @@
 //! Files: `schema.rs` (pragmas and versioned migrations), `writer.rs` (group
 //! commit), `outbox.rs` (the queue towards MQTT and the `seen` record),
 //! `quota.rs` (space accounting and heartbeat compaction), `mailbox.rs` (held
-//! downlinks), `custody.rs` (rows held for neighbours), `handover.rs` (our
-//! rows a neighbour holds until it reports them published), `meta.rs` (small key/value facts), `tally.rs` (the in-memory
+//! downlinks), `peer_mail.rs` (downlinks shared with neighbours),
+//! `custody.rs` (rows held for neighbours), `handover.rs` (our rows a
+//! neighbour holds until it reports them published), `meta.rs` (small
+//! key/value facts), `tally.rs` (the in-memory
 //! counters behind [`Store::stats`]), `error.rs`, and `tests/`.
 
 mod custody;
@@ -55,6 +57,7 @@ mod handover;
 mod mailbox;
 mod meta;
 mod outbox;
+mod peer_mail;
 mod quota;
 mod schema;
 mod tally;
@@ -81,6 +84,7 @@ pub use mailbox::{
     MailboxEntry, MailboxLimit, MailboxMark, MailboxPutOutcome, MailboxState, NewMail,
     MAILBOX_ROW_OVERHEAD_BYTES,
 };
+pub use peer_mail::{DeliveryNote, PeerMailAnswer, PeerMailCounts};
 pub use quota::{OUTBOX_ROW_OVERHEAD_BYTES, SEEN_ROW_BYTES};
 pub use schema::SCHEMA_VERSION;
 
@@ -504,6 +508,99 @@ impl Store {
         }
         self.ask(|reply| Request::CustodyRelease { ids, reply })
             .await
+    }
+
+    /// Holds copies of a neighbour's downlinks (`docs/peering.md` §7),
+    /// durably; per mail, whether it is held (now or already) or did not
+    /// fit (the mailbox limits, with copies kept to half its byte budget);
+    /// and how many were stored now.
+    pub async fn peer_mail_take(
+        &self,
+        origin: [u8; 32],
+        mails: Vec<NewMail>,
+    ) -> Result<(Vec<bool>, u64), StoreError> {
+        let op = peer_mail::Op::Take { origin, mails };
+        match self.ask(|reply| Request::PeerMail { op, reply }).await? {
+            PeerMailAnswer::Held { held, new } => Ok((held, new)),
+            _ => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// Records that `peer` holds copies of these of our downlinks (a copy of
+    /// one already finished is marked for withdrawal at once); returns how
+    /// many were not recorded before.
+    pub async fn peer_mail_taken(
+        &self,
+        peer: [u8; 32],
+        ids: Vec<[u8; 16]>,
+    ) -> Result<u64, StoreError> {
+        let op = peer_mail::Op::Taken { peer, ids };
+        match self.ask(|reply| Request::PeerMail { op, reply }).await? {
+            PeerMailAnswer::Recorded { new } => Ok(new),
+            _ => Ok(0),
+        }
+    }
+
+    /// Drops `origin`'s copies (and our notes of delivering them); returns
+    /// (copies dropped undelivered, delivery notes dropped).
+    pub async fn peer_mail_withdraw(
+        &self,
+        origin: [u8; 32],
+        ids: Vec<[u8; 16]>,
+    ) -> Result<(u64, u64), StoreError> {
+        let op = peer_mail::Op::Withdraw { origin, ids };
+        match self.ask(|reply| Request::PeerMail { op, reply }).await? {
+            PeerMailAnswer::Dropped { copies, notes } => Ok((copies, notes)),
+            _ => Ok((0, 0)),
+        }
+    }
+
+    /// Forgets copies `peer` confirmed it dropped.
+    pub async fn peer_mail_withdrawn(
+        &self,
+        peer: [u8; 32],
+        ids: Vec<[u8; 16]>,
+    ) -> Result<(), StoreError> {
+        let op = peer_mail::Op::Withdrawn { peer, ids };
+        self.ask(|reply| Request::PeerMail { op, reply })
+            .await
+            .map(drop)
+    }
+
+    /// Our own pending downlinks `peer` holds no copy of, oldest first.
+    pub async fn peer_mail_to_offer(
+        &self,
+        peer: [u8; 32],
+        limit: usize,
+    ) -> Result<Vec<MailboxEntry>, StoreError> {
+        self.read(move |conn| peer_mail::to_offer(conn, &peer, limit))
+            .await
+    }
+
+    /// Downlinks `peer` must be told to drop.
+    pub async fn peer_mail_to_withdraw(
+        &self,
+        peer: [u8; 32],
+        limit: usize,
+    ) -> Result<Vec<[u8; 16]>, StoreError> {
+        self.read(move |conn| peer_mail::to_withdraw(conn, &peer, limit))
+            .await
+    }
+
+    /// `origin`'s downlinks we delivered, not yet settled.
+    pub async fn peer_mail_delivered(
+        &self,
+        origin: [u8; 32],
+    ) -> Result<Vec<DeliveryNote>, StoreError> {
+        self.read(move |conn| peer_mail::delivered_for(conn, &origin))
+            .await
+    }
+
+    /// What is shared with each neighbour, by its gateway id.
+    pub async fn peer_mail_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<[u8; 32], PeerMailCounts>, StoreError> {
+        self.read(peer_mail::counts).await
     }
 
     /// Finishes every request queued before this call, checkpoints the WAL

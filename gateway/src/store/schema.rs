@@ -151,6 +151,22 @@ pub(super) const MIGRATIONS: &[Migration] = &[
                 VALUES ('store_id', lower(hex(randomblob(16))));
         ",
     },
+    Migration {
+        description: "downlinks shared with neighbour gateways",
+        // See peer_mail.rs. `origin` is NULL for our own downlinks and the
+        // accepting neighbour's id for a copy it offered us.
+        sql: "
+            ALTER TABLE mailbox ADD COLUMN origin BLOB;
+            CREATE INDEX mailbox_by_origin ON mailbox (origin) WHERE origin IS NOT NULL;
+            CREATE TABLE mailbox_offers (
+                down_msg_id BLOB NOT NULL,
+                peer        BLOB NOT NULL,
+                state       TEXT NOT NULL CHECK (state IN ('held', 'withdraw')),
+                PRIMARY KEY (down_msg_id, peer)
+            ) WITHOUT ROWID;
+            CREATE INDEX mailbox_offers_by_peer ON mailbox_offers (peer, state);
+        ",
+    },
 ];
 
 /// The schema version this build writes.

@@ -40,7 +40,7 @@ use super::handover::{self, Custodian, Reclaim};
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
 use super::tally::Tallies;
-use super::{custody, lock, meta, now_ms, outbox};
+use super::{custody, lock, meta, now_ms, outbox, peer_mail};
 use super::{
     CommitOutcome, Inbound, OutboxEntry, QuotaState, StoreError, StoreOptions, StoreStats,
 };
@@ -102,6 +102,10 @@ pub(super) enum Request {
     Reclaim {
         which: Reclaim,
         reply: Reply<u64>,
+    },
+    PeerMail {
+        op: peer_mail::Op,
+        reply: Reply<peer_mail::PeerMailAnswer>,
     },
     /// Finish what came before, checkpoint, stop.
     Close {
@@ -447,6 +451,13 @@ fn apply(
         Request::Reclaim { which, reply } => {
             finish(reply, handover::reclaim(conn, tallies, &which))
         }
+        Request::PeerMail { op, reply } => {
+            let limits = MailboxLimits {
+                per_device: options.mailbox_max_per_device,
+                total_bytes: options.mailbox_max_total_bytes,
+            };
+            finish(reply, peer_mail::apply(conn, tallies, limits, op))
+        }
         Request::Close { reply } => finish(reply, Ok(())),
     }
 }
@@ -470,6 +481,7 @@ fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
         Request::HandOver { reply, .. } => finish(reply, never()),
         Request::HandedOverPublished { reply, .. } => finish(reply, never()),
         Request::Reclaim { reply, .. } => finish(reply, never()),
+        Request::PeerMail { reply, .. } => finish(reply, never()),
         Request::Close { reply } => finish(reply, never()),
     }
 }

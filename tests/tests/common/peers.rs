@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use seed_e2e::gateway::{run_cli, GatewayProcess, TestConfig, FAST_RADIO};
+pub use seed_e2e::gateway::{keygen, peer_entry};
+use seed_e2e::gateway::{GatewayProcess, TestConfig, FAST_RADIO};
 use seed_e2e::mosquitto::{unused_port, Mosquitto, Subscriber};
 use serde_json::Value;
 
@@ -20,21 +21,6 @@ pub fn data_dir() -> tempfile::TempDir {
         .prefix("seed-e2e-peer-")
         .tempdir()
         .expect("temp dir")
-}
-
-/// Gives the gateway of `config` a key before its first start, so its
-/// neighbour's config can list it; returns its gateway id.
-pub fn keygen(config: &TestConfig) -> String {
-    let key_dir = config.data_dir.join("data");
-    std::fs::create_dir_all(&key_dir).expect("data dir");
-    let key = key_dir.join("gateway.key");
-    let (ok, out, err) = run_cli(&["keygen", "--out", &key.display().to_string()], None);
-    assert!(ok, "keygen failed: {err}");
-    out.trim().to_string()
-}
-
-pub fn peer_entry(name: &str, port: u16, gateway_id: &str) -> String {
-    format!("[[peer]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\ngateway_id = \"{gateway_id}\"\n")
 }
 
 /// The pair of the tests: `a` (the market kiosk) has a broker URL nobody

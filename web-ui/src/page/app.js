@@ -157,6 +157,14 @@
       ];
       if (peer.handed_over_unpublished) parts.push(thousands(peer.handed_over_unpublished) + " of ours not yet published by it");
       if (peer.reclaimed_total) parts.push(thousands(peer.reclaimed_total) + " came back to us (" + peer.last_reclaim + ")");
+      var mail = peer.mail || {};
+      if (mail.held_for_peer || mail.held_by_peer) {
+        parts.push("downlinks: holding " + thousands(mail.held_for_peer) + " of its, it holds " +
+          thousands(mail.held_by_peer) + " of ours");
+      }
+      if (mail.delivered_for_peer_total) {
+        parts.push("delivered for it " + thousands(mail.delivered_for_peer_total));
+      }
       if (peer.custody_active) parts.unshift("our messages go through it now");
       item.appendChild(el("p", { "class": "sub" }, parts.join(" · ")));
       list.appendChild(item);

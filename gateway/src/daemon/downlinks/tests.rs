@@ -555,3 +555,246 @@ fn observer_queues_work_without_blocking() {
         .try_recv();
     assert!(queued.is_ok());
 }
+
+/// Downlinks shared with neighbours (docs/peering.md §7): this rig is the
+/// accepting gateway, or the neighbour holding a copy.
+mod shared_with_neighbours {
+    use super::*;
+    use crate::peering::wire::Mail;
+
+    const NEIGHBOUR: [u8; 32] = [0x4e; 32];
+
+    /// The one pending downlink of the rig's device.
+    async fn only_entry(r: &Rig) -> MailboxEntry {
+        let held = r.store.mailbox_for(r.device.device_id()).await.unwrap();
+        assert_eq!(held.len(), 1, "{held:?}");
+        held[0].clone()
+    }
+
+    async fn neighbour_took(r: &Rig, entry: &MailboxEntry) {
+        r.store
+            .peer_mail_taken(NEIGHBOUR, vec![entry.down_msg_id])
+            .await
+            .unwrap();
+    }
+
+    async fn to_withdraw(r: &Rig) -> Vec<[u8; 16]> {
+        r.store.peer_mail_to_withdraw(NEIGHBOUR, 10).await.unwrap()
+    }
+
+    async fn neighbour_delivered(r: &Rig, entry: &MailboxEntry, attempts: u32) {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        r.mailbox
+            .on_delivered_by_peer(peers::PeerDelivery {
+                request_id: entry.down_msg_id,
+                device_id: entry.device_id,
+                by: NEIGHBOUR,
+                attempts,
+                done,
+            })
+            .await;
+        answer.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_neighbours_delivery_gets_the_one_receipt_and_withdraws_every_copy() {
+        let r = rig(settings());
+        r.put_tx("for a walker").await;
+        let entry = only_entry(&r).await;
+        neighbour_took(&r, &entry).await;
+        assert!(to_withdraw(&r).await.is_empty());
+
+        neighbour_delivered(&r, &entry, 2).await;
+        let receipts = r.receipts().await;
+        assert_eq!(receipts.len(), 1, "{receipts:?}");
+        assert_eq!(receipts[0]["status"], "delivered");
+        assert_eq!(receipts[0]["delivered_by"], hex::encode(NEIGHBOUR));
+        assert_eq!(receipts[0]["attempts"], 2);
+        assert_eq!(receipts[0]["request_id"], hex::encode(entry.down_msg_id));
+        assert_eq!(receipts[0]["seq"], 1);
+        assert_eq!(r.store.stats().mailbox_entries, 0);
+        assert_eq!(to_withdraw(&r).await, vec![entry.down_msg_id]);
+
+        // The same word again (a note resent after a dropped link), or the
+        // race of two deliveries: still one receipt.
+        neighbour_delivered(&r, &entry, 3).await;
+        assert_eq!(r.receipts().await.len(), 1);
+
+        r.store
+            .peer_mail_withdrawn(NEIGHBOUR, vec![entry.down_msg_id])
+            .await
+            .unwrap();
+        assert!(to_withdraw(&r).await.is_empty());
+        assert_eq!(r.store.peer_mail_counts().await.unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn expiry_is_decided_by_the_accepting_gateway_and_withdraws_every_copy() {
+        let r = rig(settings());
+        r.put_tx("too late").await;
+        let entry = only_entry(&r).await;
+        neighbour_took(&r, &entry).await;
+        r.advance(3_600_000);
+        r.mailbox.expire_overdue().await.unwrap();
+        assert_eq!(r.statuses().await, vec!["expired"]);
+        assert_eq!(to_withdraw(&r).await, vec![entry.down_msg_id]);
+        // The neighbour's delivery arriving after the expiry changes nothing.
+        neighbour_delivered(&r, &entry, 1).await;
+        assert_eq!(r.statuses().await, vec!["expired"]);
+    }
+
+    #[tokio::test]
+    async fn an_offer_taken_after_the_downlink_finished_is_withdrawn_at_once() {
+        let r = rig(settings());
+        r.put_tx("short-lived").await;
+        let entry = only_entry(&r).await;
+        r.advance(3_600_000);
+        r.mailbox.expire_overdue().await.unwrap();
+        neighbour_took(&r, &entry).await;
+        assert_eq!(to_withdraw(&r).await, vec![entry.down_msg_id]);
+    }
+
+    /// A copy of `r`'s one downlink, as a neighbour would be offered it.
+    async fn copy_of(r: &Rig) -> NewMail {
+        Mail::from_entry(&only_entry(r).await)
+            .to_new_mail()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_neighbours_copy_is_delivered_without_a_receipt_and_noted_until_withdrawn() {
+        let accepting = rig(settings());
+        accepting.put_tx("hello from the market").await;
+        let copy = copy_of(&accepting).await;
+        let mut r = rig(settings());
+        assert_eq!(
+            r.store
+                .peer_mail_take(NEIGHBOUR, vec![copy.clone(), copy.clone()])
+                .await
+                .unwrap(),
+            (vec![true, true], 1),
+            "taken, and taken again (already held)"
+        );
+        assert!(
+            r.store
+                .peer_mail_to_offer(NEIGHBOUR, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a copy is never offered on"
+        );
+        r.heartbeat().await;
+        let sent = r.sent().await;
+        assert_eq!(sent.len(), 1, "the copy goes out like our own downlinks");
+        r.heard(ack(&[&sent[0]])).await;
+        assert!(r.receipts().await.is_empty(), "no receipt of our own");
+        let notes = r.store.peer_mail_delivered(NEIGHBOUR).await.unwrap();
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].down_msg_id, copy.down_msg_id);
+        assert_eq!(notes[0].attempts, 1);
+        // The note survives a restart's recovery.
+        r.mailbox.recover().await.unwrap();
+        assert!(r.receipts().await.is_empty());
+        assert_eq!(
+            r.store.peer_mail_delivered(NEIGHBOUR).await.unwrap().len(),
+            1
+        );
+
+        assert_eq!(
+            r.store
+                .peer_mail_withdraw([0x11; 32], vec![copy.down_msg_id])
+                .await
+                .unwrap(),
+            (0, 0),
+            "only the accepting gateway can withdraw its downlink"
+        );
+        assert_eq!(
+            r.store
+                .peer_mail_withdraw(NEIGHBOUR, vec![copy.down_msg_id])
+                .await
+                .unwrap(),
+            (0, 1)
+        );
+        assert_eq!(r.store.stats().mailbox_entries, 0);
+    }
+
+    #[tokio::test]
+    async fn a_neighbours_copy_past_its_time_is_dropped_silently() {
+        let accepting = rig(settings());
+        accepting.put_tx("soon stale").await;
+        let copy = copy_of(&accepting).await;
+        let mut r = rig(settings());
+        r.store
+            .peer_mail_take(NEIGHBOUR, vec![copy.clone()])
+            .await
+            .unwrap();
+        r.advance(3_600_000);
+        r.heartbeat().await;
+        assert!(r.sent().await.is_empty(), "nothing sent past its time");
+        assert!(
+            r.receipts().await.is_empty(),
+            "the neighbour decides expiry"
+        );
+        assert_eq!(r.store.stats().mailbox_entries, 0);
+        assert_eq!(
+            r.store
+                .peer_mail_withdraw(NEIGHBOUR, vec![copy.down_msg_id])
+                .await
+                .unwrap(),
+            (0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_declines_copies() {
+        let accepting = rig(settings());
+        accepting.put_tx("one too many").await;
+        let copy = copy_of(&accepting).await;
+        // The daemon gives the store the configured per-device limit.
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            mailbox_max_per_device: settings().max_per_device.into(),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("gw.db"), options).unwrap();
+        let r = rig_on(store, dir, settings());
+        for n in 0..settings().max_per_device {
+            r.put_tx(&format!("own {n}")).await;
+        }
+        assert_eq!(
+            r.store.peer_mail_take(NEIGHBOUR, vec![copy]).await.unwrap(),
+            (vec![false], 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn copies_fill_at_most_half_the_mailbox_and_our_own_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            // Four entries of 100-byte frames (228 accounted bytes each).
+            mailbox_max_total_bytes: 4 * 228,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join("gw.db"), options).unwrap();
+        let mail = |n: u8| NewMail {
+            device_id: [n; 32],
+            down_msg_id: [n; 16],
+            payload_frame: vec![n; 100],
+            created_at_ms: 1,
+            expires_at_ms: u64::MAX / 2,
+        };
+        assert_eq!(
+            store
+                .peer_mail_take(NEIGHBOUR, vec![mail(1), mail(2), mail(3)])
+                .await
+                .unwrap(),
+            (vec![true, true, false], 2)
+        );
+        for n in [4, 5] {
+            assert!(matches!(
+                store.mailbox_put(mail(n)).await.unwrap(),
+                MailboxPutOutcome::Stored { .. }
+            ));
+        }
+    }
+}
