@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
 use radio_bridge::frame::{Frame, FrameError, Message};
@@ -22,6 +23,7 @@ use crate::neighbors::HeartbeatVerdict;
 use crate::scheduler::{SchedulerHandle, TxRequest};
 use crate::state::GatewayState;
 use crate::store::{CommitOutcome, Inbound, PendingCommit, Store, StoreError};
+use crate::uplink::payload::up_payload_at_ingest;
 
 /// Most events taken into one commit; bounds commit latency under a flood.
 const MAX_BATCH: usize = 512;
@@ -250,21 +252,37 @@ impl Ingest {
     }
 
     /// Hands verified frames to the store; their acks wait for the answer.
+    /// Each message's MQTT payload is built here, once, from the frame in
+    /// hand; the store passes it on to the uplink with the committed rows.
     fn start_commit(&self, frames: Vec<(Pending, RxMeta)>) -> InFlight {
+        let mut payloads = Vec::with_capacity(frames.len());
         let inbound: Vec<Inbound> = frames
             .iter()
-            .map(|(p, rx)| Inbound {
-                msg_id: p.frame.msg_id,
-                device_id: p.frame.envelope.device_id,
-                message_type: p.frame.message_type().name().to_string(),
-                frame: p.frame.bytes.clone(),
-                message_json: to_json(&p.frame).to_string(),
-                rx_json: serde_json::to_string(rx).unwrap_or_else(|_| "{}".into()),
-                received_at_ms: rx.received_at_ms,
+            .map(|(p, rx)| {
+                let message_json = to_json(&p.frame).to_string();
+                payloads.push(
+                    up_payload_at_ingest(
+                        &p.frame.msg_id,
+                        &p.frame.envelope.device_id,
+                        &p.frame.bytes,
+                        &message_json,
+                        rx,
+                    )
+                    .map(Bytes::from),
+                );
+                Inbound {
+                    msg_id: p.frame.msg_id,
+                    device_id: p.frame.envelope.device_id,
+                    message_type: p.frame.message_type().name().to_string(),
+                    frame: p.frame.bytes.clone(),
+                    message_json,
+                    rx_json: serde_json::to_string(rx).unwrap_or_else(|_| "{}".into()),
+                    received_at_ms: rx.received_at_ms,
+                }
             })
             .collect();
         InFlight {
-            commit: self.store.start_commit(inbound),
+            commit: self.store.start_commit_with_payloads(inbound, payloads),
             frames,
         }
     }

@@ -33,11 +33,13 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
+use super::recent::{Publishable, Recent};
 use super::tally::Tallies;
 use super::{custody, lock, meta, now_ms, outbox};
 use super::{
@@ -50,6 +52,9 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Request {
     Commit {
         batch: Vec<Inbound>,
+        /// The `up` payload of each message, built at ingest (empty when
+        /// the caller built none); kept in memory for the uplink.
+        payloads: Vec<Option<Bytes>>,
         reply: Reply<Vec<CommitOutcome>>,
     },
     MarkPublished {
@@ -138,12 +143,19 @@ fn finish<T: Send + 'static>(
     (answer, error)
 }
 
-/// Starts the writer thread; returns the request channel and the shared stats.
+/// What the writer shares with the store handles.
+pub(super) struct Shared {
+    pub requests: Sender<Request>,
+    pub stats: Arc<Mutex<StoreStats>>,
+    pub recent: Arc<Mutex<Recent>>,
+}
+
+/// Starts the writer thread.
 pub(super) fn start(
     conn: Connection,
     path: PathBuf,
     options: StoreOptions,
-) -> Result<(Sender<Request>, Arc<Mutex<StoreStats>>), StoreError> {
+) -> Result<Shared, StoreError> {
     let quota = Quota::new(&options);
     let mut tallies = Tallies::load(&conn)?;
     quota.settle(&mut tallies);
@@ -158,7 +170,9 @@ pub(super) fn start(
     let stats = Arc::new(Mutex::new(
         tallies.snapshot(quota.quota_bytes, file_bytes(&path)),
     ));
+    let recent = Arc::new(Mutex::new(Recent::new(outbox::newest_seq(&conn)?)));
     let writer = Writer {
+        recent: Arc::clone(&recent),
         conn,
         path,
         options,
@@ -172,7 +186,11 @@ pub(super) fn start(
         .name("store-writer".into())
         .spawn(move || writer.run(inbox))
         .map_err(|e| StoreError::Database(format!("cannot start the store writer thread: {e}")))?;
-    Ok((requests, stats))
+    Ok(Shared {
+        requests,
+        stats,
+        recent,
+    })
 }
 
 struct Writer {
@@ -182,6 +200,7 @@ struct Writer {
     quota: Quota,
     tallies: Tallies,
     stats: Arc<Mutex<StoreStats>>,
+    recent: Arc<Mutex<Recent>>,
     /// The connection's `synchronous` setting: FULL (fsync at commit) or,
     /// for groups of publish marks only, NORMAL (see [`Writer::write_group`]).
     synchronous_full: bool,
@@ -255,6 +274,7 @@ impl Writer {
         let mut working = self.tallies.clone();
         working.space_freed = false;
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let mut fresh: Vec<Publishable> = Vec::new();
         let mut requests = group.into_iter();
 
         let outcome = match synchronous.and_then(|()| {
@@ -266,8 +286,15 @@ impl Writer {
             Ok(tx) => {
                 let mut failure = None;
                 for request in requests.by_ref() {
-                    let (answer, error) =
-                        apply(&tx, &self.quota, &self.options, &mut working, request, now);
+                    let (answer, error) = apply(
+                        &tx,
+                        &self.quota,
+                        &self.options,
+                        &mut working,
+                        request,
+                        now,
+                        &mut fresh,
+                    );
                     answers.push(answer);
                     if error.is_some() {
                         failure = error;
@@ -287,6 +314,7 @@ impl Writer {
 
         match &outcome {
             Ok(()) => {
+                self.hand_to_uplink(&working, fresh);
                 working.transactions_total += 1;
                 if !self.synchronous_full {
                     working.unsynced_transactions_total += 1;
@@ -312,6 +340,17 @@ impl Writer {
         for request in requests {
             let (answer, _) = apply_nothing(request);
             answer(outcome.clone());
+        }
+    }
+
+    /// After a commit: the group's new rows go to the uplink's in-memory
+    /// queue (`recent.rs`), unless compaction rewrote the outbox.
+    fn hand_to_uplink(&self, working: &Tallies, fresh: Vec<Publishable>) {
+        let mut recent = lock(&self.recent);
+        if working.heartbeats_compacted_total != self.tallies.heartbeats_compacted_total {
+            recent.invalidate(fresh.last().map_or(0, |row| row.entry.seq));
+        } else if !fresh.is_empty() {
+            recent.committed(fresh);
         }
     }
 
@@ -369,12 +408,25 @@ fn apply(
     tallies: &mut Tallies,
     request: Request,
     now: u64,
+    fresh: &mut Vec<Publishable>,
 ) -> (Answer, Option<StoreError>) {
     match request {
-        Request::Commit { batch, reply } => {
+        Request::Commit {
+            batch,
+            payloads,
+            reply,
+        } => {
+            let mut payloads = payloads.into_iter();
             let outcomes = batch
                 .into_iter()
-                .map(|msg| outbox::insert(conn, tallies, quota, msg, now))
+                .map(|msg| {
+                    let payload = payloads.next().flatten();
+                    let outcome = outbox::insert(conn, tallies, quota, &msg, now)?;
+                    if let CommitOutcome::Stored { seq } = outcome {
+                        fresh.push(outbox::publishable(seq, msg, payload));
+                    }
+                    Ok(outcome)
+                })
                 .collect();
             finish(reply, outcomes)
         }

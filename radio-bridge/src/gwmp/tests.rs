@@ -406,6 +406,37 @@ async fn what_comes_before_the_first_pull_data_is_held_and_then_sent() {
 }
 
 #[tokio::test]
+async fn what_is_held_is_answered_at_once_when_the_transmit_queue_closes() {
+    // A stopping gateway closes the queue; a held frame never went on air,
+    // so waiting out the hold (an hour here) would only delay the stop.
+    let mut config = config();
+    config.hold_without_forwarder = Duration::from_secs(3600);
+    let mut link = start(config).await;
+    let request = Transmit {
+        id: 1,
+        bytes: b"held".to_vec(),
+        params: RadioParams::default(),
+        via: None,
+    };
+    link.transmit
+        .send(request)
+        .await
+        .expect("link takes requests");
+    timeout(WAIT, async {
+        while link.counters().tx_held == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the frame is held: no forwarder has asked");
+    let (closed, _) = mpsc::channel(1);
+    drop(std::mem::replace(&mut link.transmit, closed));
+    assert_eq!(link.tx_done(1).await, Err(TxError::NotConnected));
+    assert_eq!(link.counters().tx_too_late, 1);
+    link.stop().await;
+}
+
+#[tokio::test]
 async fn no_forwarder_within_the_hold_means_not_connected_and_counted() {
     let mut config = config();
     config.hold_without_forwarder = Duration::from_millis(100);
