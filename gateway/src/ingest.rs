@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
-use radio_bridge::frame::{Frame, FrameError, Message};
+use radio_bridge::frame::{Frame, FrameError, KeyCache, Message};
 use radio_bridge::link::{LinkEvent, RxMeta};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,8 @@ pub struct Ingest {
     state: Arc<GatewayState>,
     scheduler: SchedulerHandle,
     reassembler: Reassembler,
+    /// Devices' keys, decompressed once rather than for every frame.
+    keys: KeyCache,
     observers: Vec<Arc<dyn IngestObserver>>,
 }
 
@@ -77,6 +79,7 @@ impl Ingest {
             state,
             scheduler,
             reassembler,
+            keys: KeyCache::default(),
             observers: Vec::new(),
         }
     }
@@ -161,7 +164,7 @@ impl Ingest {
         // One batch verification for everything heard since the last commit:
         // about twice as fast per frame as verifying one by one.
         let packets: Vec<&[u8]> = heard.iter().map(|(b, _)| b.as_slice()).collect();
-        let decoded = Frame::decode_batch(&packets);
+        let decoded = Frame::decode_batch_with(&packets, &mut self.keys);
         let mut pending = Vec::new();
         for ((_, meta), result) in heard.iter().zip(decoded) {
             match result {
