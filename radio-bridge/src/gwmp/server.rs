@@ -52,7 +52,8 @@
 //! as a PULL_DATA says where; one still held at its deadline, or finding
 //! the hold full, fails with [`TxError::NotConnected`] and counts in
 //! `tx_too_late`, as does everything still held when the transmit queue
-//! closes (the gateway is stopping). Every failed request, whatever the reason, counts in
+//! closes (the gateway is stopping; a frame already sent then waits at most
+//! 250 ms more for its TX_ACK). Every failed request, whatever the reason, counts in
 //! `tx_failed`.
 //!
 //! Anyone who can reach the port can inject packets; GWMP has no
@@ -84,6 +85,10 @@ pub const NO_TX_ACK: &str = "NO_TX_ACK";
 
 /// Largest UDP payload; a PUSH_DATA with many rxpk can get big.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Once the gateway is stopping, how long a sent frame still waits for its
+/// TX_ACK (instead of `tx_ack_timeout`).
+const STOPPING_TX_ACK_WAIT: Duration = Duration::from_millis(250);
 
 /// Datagrams handled per wake-up of the link task at most, so shutdown,
 /// transmissions and housekeeping still get their turn under a flood.
@@ -339,6 +344,15 @@ impl Driver {
                         self.transmit_open = false;
                         while let Some(held) = self.held.pop_front() {
                             self.too_late(held.request.id).await;
+                        }
+                        // A forwarder answers a PULL_RESP within
+                        // milliseconds; one that has not by now does not
+                        // send TX_ACKs, and the frame is in its hands
+                        // whatever the gateway does: no point holding the
+                        // stop for the full timeout.
+                        let soon = Instant::now() + STOPPING_TX_ACK_WAIT;
+                        for pending in self.pending.values_mut() {
+                            pending.deadline = pending.deadline.min(soon);
                         }
                     }
                 },

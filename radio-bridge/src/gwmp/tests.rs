@@ -135,6 +135,26 @@ impl Running {
         self.tx_done(id).await
     }
 
+    /// Hands a frame for everyone to the link without waiting for its answer.
+    async fn hand_over(&mut self, id: u64, bytes: &[u8]) {
+        let request = Transmit {
+            id,
+            bytes: bytes.to_vec(),
+            params: RadioParams::default(),
+            via: None,
+        };
+        self.transmit
+            .send(request)
+            .await
+            .expect("link takes requests");
+    }
+
+    /// Closes the transmit queue, as a stopping gateway does.
+    fn close_transmit(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.transmit, closed));
+    }
+
     async fn tx_done(&mut self, wanted: u64) -> Result<(), TxError> {
         loop {
             match self.next_event(&format!("TxDone {wanted}")).await {
@@ -412,16 +432,7 @@ async fn what_is_held_is_answered_at_once_when_the_transmit_queue_closes() {
     let mut config = config();
     config.hold_without_forwarder = Duration::from_secs(3600);
     let mut link = start(config).await;
-    let request = Transmit {
-        id: 1,
-        bytes: b"held".to_vec(),
-        params: RadioParams::default(),
-        via: None,
-    };
-    link.transmit
-        .send(request)
-        .await
-        .expect("link takes requests");
+    link.hand_over(1, b"held").await;
     timeout(WAIT, async {
         while link.counters().tx_held == 0 {
             tokio::task::yield_now().await;
@@ -429,8 +440,7 @@ async fn what_is_held_is_answered_at_once_when_the_transmit_queue_closes() {
     })
     .await
     .expect("the frame is held: no forwarder has asked");
-    let (closed, _) = mpsc::channel(1);
-    drop(std::mem::replace(&mut link.transmit, closed));
+    link.close_transmit();
     assert_eq!(link.tx_done(1).await, Err(TxError::NotConnected));
     assert_eq!(link.counters().tx_too_late, 1);
     link.stop().await;
@@ -573,6 +583,24 @@ async fn a_missing_tx_ack_fails_after_the_timeout() {
         .expect("the PULL_RESP did arrive");
     let counters = link.counters();
     assert_eq!((counters.tx_failed, counters.device_errors), (1, 0));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_gateway_waits_for_a_tx_ack_only_briefly() {
+    let mut config = config();
+    config.tx_ack_timeout = Duration::from_secs(3600);
+    let mut link = start(config).await;
+    let forwarder = link.forwarder_with(GW_A, |c| c.tx_ack = None).await;
+    link.hand_over(1, b"no answer").await;
+    timeout(WAIT, forwarder.wait_until(|s| s.pull_resps == 1))
+        .await
+        .expect("the PULL_RESP went out");
+    link.close_transmit();
+    assert_eq!(
+        link.tx_done(1).await,
+        Err(TxError::Rejected(NO_TX_ACK.into()))
+    );
     link.stop().await;
 }
 
