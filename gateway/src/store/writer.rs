@@ -156,6 +156,7 @@ pub(super) fn start(
     path: PathBuf,
     options: StoreOptions,
 ) -> Result<Shared, StoreError> {
+    tune(&conn)?;
     let quota = Quota::new(&options);
     let mut tallies = Tallies::load(&conn)?;
     quota.settle(&mut tallies);
@@ -191,6 +192,25 @@ pub(super) fn start(
         stats,
         recent,
     })
+}
+
+/// Page cache of the write connection, KiB (SQLite's default is 2,000).
+/// Every stored message inserts into and later retires from `seen`, keyed
+/// by a random msg_id: with the default cache most of those pages were
+/// read back from the file under a flood.
+const WRITER_CACHE_KIB: i64 = 4096;
+
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
+/// Under a flood the same pages (the `seen` leaves, the outbox tail) are
+/// written to the WAL again and again; checkpointing less often copies each
+/// into the database once for many commits. The WAL file grows to about
+/// 16 MiB before it is reused (and is truncated on a clean stop).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4000;
+
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    Ok(())
 }
 
 struct Writer {
