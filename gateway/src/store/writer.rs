@@ -120,6 +120,27 @@ impl Request {
             Request::MarkPublished { .. } | Request::CustodyRelease { .. }
         )
     }
+
+    /// Whether this write leaves the outbox as the uplink's in-memory rows
+    /// (`recent.rs`) expect: new rows only through `Commit` (handed over
+    /// with the group), removals only of rows the uplink already took and
+    /// had acknowledged. Anything else that inserts, moves or deletes
+    /// outbox rows must answer false, so the writer drops those rows and
+    /// the uplink reads SQLite. No wildcard on purpose: a new request must
+    /// be classified here.
+    fn keeps_recent_rows_true(&self) -> bool {
+        match self {
+            Request::Commit { .. } | Request::MarkPublished { .. } => true,
+            Request::SetMeta { .. }
+            | Request::MailboxPut { .. }
+            | Request::MailboxMark { .. }
+            | Request::MailboxRemove { .. }
+            | Request::MailboxExpire { .. } => true,
+            // The custody table, not the outbox.
+            Request::CustodyAccept { .. } | Request::CustodyRelease { .. } => true,
+            Request::Close { .. } => true,
+        }
+    }
 }
 
 /// Sends a request's answer once the fate of its transaction is known.
@@ -295,6 +316,7 @@ impl Writer {
         working.space_freed = false;
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
         let mut fresh: Vec<Publishable> = Vec::new();
+        let outbox_rewritten = !group.iter().all(Request::keeps_recent_rows_true);
         let mut requests = group.into_iter();
 
         let outcome = match synchronous.and_then(|()| {
@@ -334,7 +356,7 @@ impl Writer {
 
         match &outcome {
             Ok(()) => {
-                self.hand_to_uplink(&working, fresh);
+                self.hand_to_uplink(&working, fresh, outbox_rewritten);
                 working.transactions_total += 1;
                 if !self.synchronous_full {
                     working.unsynced_transactions_total += 1;
@@ -364,10 +386,13 @@ impl Writer {
     }
 
     /// After a commit: the group's new rows go to the uplink's in-memory
-    /// queue (`recent.rs`), unless compaction rewrote the outbox.
-    fn hand_to_uplink(&self, working: &Tallies, fresh: Vec<Publishable>) {
+    /// queue (`recent.rs`), unless the group (or heartbeat compaction)
+    /// changed the outbox otherwise.
+    fn hand_to_uplink(&self, working: &Tallies, fresh: Vec<Publishable>, outbox_rewritten: bool) {
         let mut recent = lock(&self.recent);
-        if working.heartbeats_compacted_total != self.tallies.heartbeats_compacted_total {
+        if outbox_rewritten
+            || working.heartbeats_compacted_total != self.tallies.heartbeats_compacted_total
+        {
             recent.invalidate(fresh.last().map_or(0, |row| row.entry.seq));
         } else if !fresh.is_empty() {
             recent.committed(fresh);
