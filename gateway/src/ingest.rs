@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use radio_bridge::fragment::{self, Reassembler, ReassemblerConfig};
 use radio_bridge::frame::json::to_json;
-use radio_bridge::frame::{Frame, FrameError, Message};
+use radio_bridge::frame::{Frame, FrameError, KeyCache, Message};
 use radio_bridge::link::{LinkEvent, RxMeta};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ use crate::neighbors::HeartbeatVerdict;
 use crate::scheduler::{SchedulerHandle, TxRequest};
 use crate::state::GatewayState;
 use crate::store::{CommitOutcome, Inbound, PendingCommit, Store, StoreError};
+use crate::uplink::payload::up_payload_at_ingest;
 
 /// Most events taken into one commit; bounds commit latency under a flood.
 const MAX_BATCH: usize = 512;
@@ -64,6 +66,8 @@ pub struct Ingest {
     state: Arc<GatewayState>,
     scheduler: SchedulerHandle,
     reassembler: Reassembler,
+    /// Devices' keys, decompressed once rather than for every frame.
+    keys: KeyCache,
     observers: Vec<Arc<dyn IngestObserver>>,
 }
 
@@ -75,6 +79,7 @@ impl Ingest {
             state,
             scheduler,
             reassembler,
+            keys: KeyCache::default(),
             observers: Vec::new(),
         }
     }
@@ -159,7 +164,7 @@ impl Ingest {
         // One batch verification for everything heard since the last commit:
         // about twice as fast per frame as verifying one by one.
         let packets: Vec<&[u8]> = heard.iter().map(|(b, _)| b.as_slice()).collect();
-        let decoded = Frame::decode_batch(&packets);
+        let decoded = Frame::decode_batch_with(&packets, &mut self.keys);
         let mut pending = Vec::new();
         for ((_, meta), result) in heard.iter().zip(decoded) {
             match result {
@@ -250,21 +255,37 @@ impl Ingest {
     }
 
     /// Hands verified frames to the store; their acks wait for the answer.
+    /// Each message's MQTT payload is built here, once, from the frame in
+    /// hand; the store passes it on to the uplink with the committed rows.
     fn start_commit(&self, frames: Vec<(Pending, RxMeta)>) -> InFlight {
+        let mut payloads = Vec::with_capacity(frames.len());
         let inbound: Vec<Inbound> = frames
             .iter()
-            .map(|(p, rx)| Inbound {
-                msg_id: p.frame.msg_id,
-                device_id: p.frame.envelope.device_id,
-                message_type: p.frame.message_type().name().to_string(),
-                frame: p.frame.bytes.clone(),
-                message_json: to_json(&p.frame).to_string(),
-                rx_json: serde_json::to_string(rx).unwrap_or_else(|_| "{}".into()),
-                received_at_ms: rx.received_at_ms,
+            .map(|(p, rx)| {
+                let message_json = to_json(&p.frame).to_string();
+                payloads.push(
+                    up_payload_at_ingest(
+                        &p.frame.msg_id,
+                        &p.frame.envelope.device_id,
+                        &p.frame.bytes,
+                        &message_json,
+                        rx,
+                    )
+                    .map(Bytes::from),
+                );
+                Inbound {
+                    msg_id: p.frame.msg_id,
+                    device_id: p.frame.envelope.device_id,
+                    message_type: p.frame.message_type().name().to_string(),
+                    frame: p.frame.bytes.clone(),
+                    message_json,
+                    rx_json: serde_json::to_string(rx).unwrap_or_else(|_| "{}".into()),
+                    received_at_ms: rx.received_at_ms,
+                }
             })
             .collect();
         InFlight {
-            commit: self.store.start_commit(inbound),
+            commit: self.store.start_commit_with_payloads(inbound, payloads),
             frames,
         }
     }

@@ -298,9 +298,15 @@ async fn run_seed(
     )
     .await;
     print("seed", rate, rep, &outcome);
-    if !gateway.stop().await {
-        eprintln!("seed-gateway did not exit cleanly");
-    }
+    // SIGTERM to exit: the forwarder sends no PULL_DATA, so the acks it
+    // was due are held in the GWMP link when the stop comes.
+    let stopping = Instant::now();
+    let clean = gateway.stop().await;
+    eprintln!(
+        "  seed-gateway stopped in {:.2} s{}",
+        stopping.elapsed().as_secs_f64(),
+        if clean { "" } else { ", NOT cleanly" }
+    );
     outcome
 }
 

@@ -58,6 +58,9 @@ const DRIVER_TRANSMIT_QUEUE: usize = 4;
 /// Events a driver may report before the supervisor relays them on.
 const DRIVER_EVENT_QUEUE: usize = 256;
 
+/// Events relayed per wake-up of the supervisor at most.
+const RELAY_BATCH: usize = 64;
+
 /// Builds a fresh driver for a restart, from the same settings as the first.
 pub type Rebuild = Box<dyn Fn() -> Box<dyn Link> + Send + Sync>;
 
@@ -150,6 +153,9 @@ impl Supervisor {
     pub async fn run(mut self, first: Box<dyn Link>) {
         let mut driver = self.launch(first);
         let mut transmit_open = true;
+        // Events are relayed in batches: under a flood this task then wakes
+        // once per batch rather than once per frame.
+        let mut relaying = Vec::with_capacity(RELAY_BATCH);
         loop {
             tokio::select! {
                 biased;
@@ -158,12 +164,14 @@ impl Supervisor {
                     let outcome = self.restart(&mut driver).await;
                     let _ = reply.send(outcome);
                 }
-                event = driver.events.recv(), if !driver.ended => match event {
-                    Some(event) => self.relay(&mut driver, event).await,
+                n = driver.events.recv_many(&mut relaying, RELAY_BATCH), if !driver.ended => {
                     // The contract says drivers run until shutdown; if one
                     // ends anyway, answer its transmissions ourselves.
-                    None => driver.ended = true,
-                },
+                    driver.ended = n == 0;
+                    for event in relaying.drain(..) {
+                        self.relay(&mut driver, event).await;
+                    }
+                }
                 request = self.transmit.recv(), if transmit_open && driver.has_room() => match request {
                     Some(request) => self.hand_over(&mut driver, request).await,
                     None => transmit_open = false,
@@ -172,7 +180,11 @@ impl Supervisor {
         }
         // A shutdown (SIGTERM, or the reboot into an update) is a safe
         // point only once nothing is on air: the driver keeps running until
-        // what it was handed is answered (bounded), then stops.
+        // what it was handed is answered (bounded), then stops. Closing its
+        // transmit queue first tells it nothing more is coming, so it
+        // answers at once what it only held back for later and never put
+        // on air (GWMP: acks waiting for a forwarder to ask for them).
+        driver.transmit = None;
         self.finish_transmissions(&mut driver, SHUTDOWN_DRAIN_LIMIT, false)
             .await;
         self.stop_driver(&mut driver).await;
@@ -189,7 +201,7 @@ impl Supervisor {
         Driver {
             stop,
             task,
-            transmit: transmit_tx,
+            transmit: Some(transmit_tx),
             events: events_rx,
             in_flight: HashSet::new(),
             counters,
@@ -207,7 +219,11 @@ impl Supervisor {
 
     async fn hand_over(&self, driver: &mut Driver, request: Transmit) {
         let id = request.id;
-        if driver.ended || driver.transmit.try_send(request).is_err() {
+        let handed = driver
+            .transmit
+            .as_ref()
+            .is_some_and(|transmit| transmit.try_send(request).is_ok());
+        if driver.ended || !handed {
             // Only a driver that stopped refuses (the room was checked and
             // the supervisor is the only sender): answer as it would have.
             let event = LinkEvent::TxDone {
@@ -293,7 +309,8 @@ impl Supervisor {
 struct Driver {
     stop: CancellationToken,
     task: JoinHandle<()>,
-    transmit: mpsc::Sender<Transmit>,
+    /// `None` once shutdown began: nothing more is handed over.
+    transmit: Option<mpsc::Sender<Transmit>>,
     events: mpsc::Receiver<LinkEvent>,
     /// Transmissions handed over and not yet answered with `TxDone`.
     in_flight: HashSet<u64>,
@@ -315,7 +332,7 @@ impl Driver {
     /// here would stop the relaying of events, which a driver blocked on a
     /// full event queue needs before it reads transmissions again.
     fn has_room(&self) -> bool {
-        self.ended || self.transmit.capacity() > 0
+        self.ended || self.transmit.as_ref().is_some_and(|t| t.capacity() > 0)
     }
 }
 

@@ -48,8 +48,9 @@
 //! downlinks), `peer_mail.rs` (downlinks shared with neighbours),
 //! `custody.rs` (rows held for neighbours), `handover.rs` (our rows a
 //! neighbour holds until it reports them published), `meta.rs` (small
-//! key/value facts), `tally.rs` (the in-memory
-//! counters behind [`Store::stats`]), `error.rs`, and `tests/`.
+//! key/value facts), `tally.rs` (the in-memory counters behind
+//! [`Store::stats`]), `recent.rs` (rows just committed, kept in memory for
+//! the uplink), `error.rs`, and `tests/`.
 
 mod custody;
 mod error;
@@ -59,6 +60,7 @@ mod meta;
 mod outbox;
 mod peer_mail;
 mod quota;
+mod recent;
 mod schema;
 mod tally;
 mod writer;
@@ -86,6 +88,7 @@ pub use mailbox::{
 };
 pub use peer_mail::{DeliveryNote, PeerMailAnswer, PeerMailCounts};
 pub use quota::{OUTBOX_ROW_OVERHEAD_BYTES, SEEN_ROW_BYTES};
+pub use recent::Publishable;
 pub use schema::SCHEMA_VERSION;
 
 use writer::Request;
@@ -275,6 +278,8 @@ struct Inner {
     reader: Arc<Mutex<Connection>>,
     /// Refreshed by the writer after every transaction, so `stats()` is a copy.
     stats: Arc<Mutex<StoreStats>>,
+    /// Rows the writer just committed, for the uplink (`recent.rs`).
+    recent: Arc<Mutex<recent::Recent>>,
 }
 
 impl Store {
@@ -286,13 +291,14 @@ impl Store {
         let options = validated(options)?;
         let write_conn = schema::open_and_migrate(path)?;
         let reader = schema::open_reader(path)?;
-        let (requests, stats) = writer::start(write_conn, path.to_path_buf(), options)?;
+        let shared = writer::start(write_conn, path.to_path_buf(), options)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                requests,
+                requests: shared.requests,
                 reader: Arc::new(Mutex::new(reader)),
-                stats,
+                stats: shared.stats,
+                recent: shared.recent,
             }),
         })
     }
@@ -319,8 +325,23 @@ impl Store {
     /// written. Batches are written in the order they were started. What the
     /// answer means is as for [`Store::commit`].
     pub fn start_commit(&self, batch: Vec<Inbound>) -> PendingCommit {
+        self.start_commit_with_payloads(batch, Vec::new())
+    }
+
+    /// [`Store::start_commit`], with the `up` payload of each message as
+    /// the uplink will publish it (one per message, in order; built once at
+    /// ingest). The committed rows then reach the uplink from memory.
+    pub fn start_commit_with_payloads(
+        &self,
+        batch: Vec<Inbound>,
+        payloads: Vec<Option<bytes::Bytes>>,
+    ) -> PendingCommit {
         PendingCommit {
-            answer: self.send(|reply| Request::Commit { batch, reply }),
+            answer: self.send(|reply| Request::Commit {
+                batch,
+                payloads,
+                reply,
+            }),
         }
     }
 
@@ -332,6 +353,22 @@ impl Store {
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(move |conn| outbox::pending(conn, after_seq, limit))
             .await
+    }
+
+    /// [`Store::pending`] for the uplink: rows committed since it last
+    /// asked come from memory with the payload built at ingest; anything
+    /// memory cannot vouch for (after a restart or a lost connection) is
+    /// read from SQLite.
+    pub async fn pending_publishable(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Publishable>, StoreError> {
+        if let Some(rows) = lock(&self.inner.recent).take(after_seq, limit) {
+            return Ok(rows);
+        }
+        let entries = self.pending(after_seq, limit).await?;
+        Ok(entries.into_iter().map(Publishable::from).collect())
     }
 
     /// How many messages of each type wait in the outbox.

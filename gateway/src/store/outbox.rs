@@ -15,11 +15,48 @@
 //! a clock that jumps backwards only keeps ids longer, and `seen_max` still
 //! bounds them.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
+
+use bytes::Bytes;
 
 use super::quota::{self, Quota, HEARTBEAT, SEEN_ROW_BYTES};
+use super::recent::Publishable;
 use super::tally::Tallies;
 use super::{CommitOutcome, Inbound, OutboxEntry, StoreError};
+
+/// The highest seq in the outbox (0 when empty).
+pub(super) fn newest_seq(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+/// A message just stored under `seq`, as the uplink will publish it. A
+/// stored heartbeat that replaced older ones (`compacted_count > 0`) never
+/// reaches the uplink this way: compaction makes the writer drop the
+/// in-memory rows (`recent.rs`), so its count is read from SQLite.
+pub(super) fn publishable(seq: u64, msg: Inbound, up: Option<Bytes>) -> Publishable {
+    let (frame, message_json, rx_json) = match up {
+        Some(_) => (Vec::new(), String::new(), String::new()),
+        None => (msg.frame, msg.message_json, msg.rx_json),
+    };
+    Publishable {
+        entry: OutboxEntry {
+            seq,
+            msg_id: msg.msg_id,
+            device_id: msg.device_id,
+            message_type: msg.message_type,
+            frame,
+            message_json,
+            rx_json,
+            received_at_ms: msg.received_at_ms,
+            compacted_count: 0,
+        },
+        up,
+    }
+}
 
 /// Waiting messages per message type (one GROUP BY over `outbox_by_type`).
 pub(super) fn counts_by_type(
@@ -41,7 +78,7 @@ pub(super) fn insert(
     conn: &Connection,
     tallies: &mut Tallies,
     quota: &Quota,
-    msg: Inbound,
+    msg: &Inbound,
     now_ms: u64,
 ) -> Result<CommitOutcome, StoreError> {
     let seen: bool = conn
@@ -52,7 +89,7 @@ pub(super) fn insert(
         return Ok(CommitOutcome::Duplicate);
     }
 
-    let size = quota::row_size(&msg);
+    let size = quota::row_size(msg);
     let need = size + SEEN_ROW_BYTES;
     let is_heartbeat = msg.message_type == HEARTBEAT;
     let mut compacted_count = 0;
@@ -147,34 +184,52 @@ pub(super) fn pending(
 }
 
 /// Removes published rows and starts the retention clock of their msg_ids.
+///
+/// PUBACKs come back in the order the rows were published, so the seqs
+/// mostly form runs of consecutive numbers: each run is one `UPDATE` of
+/// `seen` and one `DELETE` of a seq range, instead of two statements per row.
 pub(super) fn mark_published(
     conn: &Connection,
     tallies: &mut Tallies,
     seqs: &[u64],
     now_ms: u64,
 ) -> Result<(), StoreError> {
+    let mut retire = conn.prepare_cached(
+        "UPDATE seen SET retired_at_ms = ?3 WHERE msg_id IN
+             (SELECT msg_id FROM outbox WHERE seq BETWEEN ?1 AND ?2)",
+    )?;
     let mut delete =
-        conn.prepare_cached("DELETE FROM outbox WHERE seq = ?1 RETURNING msg_id, size_bytes")?;
-    let mut retire = conn.prepare_cached("UPDATE seen SET retired_at_ms = ?2 WHERE msg_id = ?1")?;
-    for &seq in seqs {
-        // A seq beyond i64 cannot exist; skipping it keeps one bad value
-        // from failing the whole group transaction.
-        let Ok(seq) = i64::try_from(seq) else {
-            continue;
-        };
-        let removed: Option<(Vec<u8>, u64)> = delete
-            .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?;
-        if let Some((msg_id, size)) = removed {
-            retire.execute(params![msg_id, now_ms])?;
-            tallies.outbox_rows -= 1;
-            tallies.outbox_bytes -= size;
-            tallies.seen_retired += 1;
-            tallies.published_total += 1;
-            tallies.space_freed = true;
-        }
+        conn.prepare_cached("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING size_bytes")?;
+    for (first, last) in runs(seqs) {
+        retire.execute(params![first, last, now_ms])?;
+        let sizes = delete
+            .query_map(params![first, last], |row| row.get::<_, u64>(0))?
+            .collect::<Result<Vec<u64>, _>>()?;
+        let removed = sizes.len() as u64;
+        tallies.outbox_rows -= removed;
+        tallies.outbox_bytes -= sizes.iter().sum::<u64>();
+        tallies.seen_retired += removed;
+        tallies.published_total += removed;
+        tallies.space_freed |= removed > 0;
     }
     Ok(())
+}
+
+/// `seqs` as ranges of consecutive numbers, sorted and without duplicates.
+/// A seq beyond i64 cannot exist and is skipped, so one bad value cannot
+/// fail the whole group transaction.
+fn runs(seqs: &[u64]) -> Vec<(i64, i64)> {
+    let mut sorted: Vec<i64> = seqs.iter().filter_map(|&s| i64::try_from(s).ok()).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == seq => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    runs
 }
 
 /// Applies the retention bounds of `seen` (age, then count).
@@ -221,4 +276,16 @@ pub(super) fn forget_oldest_seen(
     tallies.seen_retired -= forgotten;
     tallies.space_freed |= forgotten > 0;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seqs_fold_into_runs() {
+        assert_eq!(super::runs(&[]), vec![]);
+        assert_eq!(
+            super::runs(&[7, 3, 4, 5, 9, 8, 5, 20, u64::MAX]),
+            vec![(3, 5), (7, 9), (20, 20)]
+        );
+    }
 }

@@ -33,12 +33,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::handover::{self, Custodian, Reclaim};
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
+use super::recent::{Publishable, Recent};
 use super::tally::Tallies;
 use super::{custody, lock, meta, now_ms, outbox, peer_mail};
 use super::{
@@ -51,6 +53,9 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(super) enum Request {
     Commit {
         batch: Vec<Inbound>,
+        /// The `up` payload of each message, built at ingest (empty when
+        /// the caller built none); kept in memory for the uplink.
+        payloads: Vec<Option<Bytes>>,
         reply: Reply<Vec<CommitOutcome>>,
     },
     MarkPublished {
@@ -141,6 +146,35 @@ impl Request {
                 | Request::Reclaim { .. }
         )
     }
+
+    /// Whether this write leaves the outbox as the uplink's in-memory rows
+    /// (`recent.rs`) expect: new rows only through `Commit` (handed over
+    /// with the group), removals only of rows the uplink already took and
+    /// had acknowledged. Anything else that inserts, moves or deletes
+    /// outbox rows must answer false, so the writer drops those rows and
+    /// the uplink reads SQLite. No wildcard on purpose: a new request must
+    /// be classified here.
+    fn keeps_recent_rows_true(&self) -> bool {
+        match self {
+            Request::Commit { .. } | Request::MarkPublished { .. } => true,
+            Request::SetMeta { .. }
+            | Request::MailboxPut { .. }
+            | Request::MailboxMark { .. }
+            | Request::MailboxRemove { .. }
+            | Request::MailboxExpire { .. } => true,
+            // The custody table, not the outbox.
+            Request::CustodyAccept { .. } | Request::CustodyRelease { .. } => true,
+            Request::Close { .. } => true,
+            // Move rows out of the outbox and back in under new seqs (the
+            // receipt only touches `handed_over`, but reading SQLite after
+            // it costs little and needs no argument).
+            Request::HandOver { .. }
+            | Request::HandedOverPublished { .. }
+            | Request::Reclaim { .. } => false,
+            // Mailbox tables only; a receipt is committed through `Commit`.
+            Request::PeerMail { .. } => true,
+        }
+    }
 }
 
 /// Sends a request's answer once the fate of its transaction is known.
@@ -164,12 +198,20 @@ fn finish<T: Send + 'static>(
     (answer, error)
 }
 
-/// Starts the writer thread; returns the request channel and the shared stats.
+/// What the writer shares with the store handles.
+pub(super) struct Shared {
+    pub requests: Sender<Request>,
+    pub stats: Arc<Mutex<StoreStats>>,
+    pub recent: Arc<Mutex<Recent>>,
+}
+
+/// Starts the writer thread.
 pub(super) fn start(
     conn: Connection,
     path: PathBuf,
     options: StoreOptions,
-) -> Result<(Sender<Request>, Arc<Mutex<StoreStats>>), StoreError> {
+) -> Result<Shared, StoreError> {
+    tune(&conn)?;
     let quota = Quota::new(&options);
     let mut tallies = Tallies::load(&conn)?;
     quota.settle(&mut tallies);
@@ -184,7 +226,9 @@ pub(super) fn start(
     let stats = Arc::new(Mutex::new(
         tallies.snapshot(quota.quota_bytes, file_bytes(&path)),
     ));
+    let recent = Arc::new(Mutex::new(Recent::new(outbox::newest_seq(&conn)?)));
     let writer = Writer {
+        recent: Arc::clone(&recent),
         conn,
         path,
         options,
@@ -198,7 +242,30 @@ pub(super) fn start(
         .name("store-writer".into())
         .spawn(move || writer.run(inbox))
         .map_err(|e| StoreError::Database(format!("cannot start the store writer thread: {e}")))?;
-    Ok((requests, stats))
+    Ok(Shared {
+        requests,
+        stats,
+        recent,
+    })
+}
+
+/// Page cache of the write connection, KiB (SQLite's default is 2,000).
+/// Every stored message inserts into and later retires from `seen`, keyed
+/// by a random msg_id: with the default cache most of those pages were
+/// read back from the file under a flood.
+const WRITER_CACHE_KIB: i64 = 4096;
+
+/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
+/// Under a flood the same pages (the `seen` leaves, the outbox tail) are
+/// written to the WAL again and again; checkpointing less often copies each
+/// into the database once for many commits. The WAL file grows to about
+/// 16 MiB before it is reused (and is truncated on a clean stop).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4000;
+
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
+    Ok(())
 }
 
 struct Writer {
@@ -208,6 +275,7 @@ struct Writer {
     quota: Quota,
     tallies: Tallies,
     stats: Arc<Mutex<StoreStats>>,
+    recent: Arc<Mutex<Recent>>,
     /// The connection's `synchronous` setting: FULL (fsync at commit) or,
     /// for groups of publish marks only, NORMAL (see [`Writer::write_group`]).
     synchronous_full: bool,
@@ -281,6 +349,8 @@ impl Writer {
         let mut working = self.tallies.clone();
         working.space_freed = false;
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let mut fresh: Vec<Publishable> = Vec::new();
+        let outbox_rewritten = !group.iter().all(Request::keeps_recent_rows_true);
         let mut requests = group.into_iter();
 
         let outcome = match synchronous.and_then(|()| {
@@ -292,8 +362,15 @@ impl Writer {
             Ok(tx) => {
                 let mut failure = None;
                 for request in requests.by_ref() {
-                    let (answer, error) =
-                        apply(&tx, &self.quota, &self.options, &mut working, request, now);
+                    let (answer, error) = apply(
+                        &tx,
+                        &self.quota,
+                        &self.options,
+                        &mut working,
+                        request,
+                        now,
+                        &mut fresh,
+                    );
                     answers.push(answer);
                     if error.is_some() {
                         failure = error;
@@ -313,6 +390,7 @@ impl Writer {
 
         match &outcome {
             Ok(()) => {
+                self.hand_to_uplink(&working, fresh, outbox_rewritten);
                 working.transactions_total += 1;
                 if !self.synchronous_full {
                     working.unsynced_transactions_total += 1;
@@ -338,6 +416,20 @@ impl Writer {
         for request in requests {
             let (answer, _) = apply_nothing(request);
             answer(outcome.clone());
+        }
+    }
+
+    /// After a commit: the group's new rows go to the uplink's in-memory
+    /// queue (`recent.rs`), unless the group (or heartbeat compaction)
+    /// changed the outbox otherwise.
+    fn hand_to_uplink(&self, working: &Tallies, fresh: Vec<Publishable>, outbox_rewritten: bool) {
+        let mut recent = lock(&self.recent);
+        if outbox_rewritten
+            || working.heartbeats_compacted_total != self.tallies.heartbeats_compacted_total
+        {
+            recent.invalidate(fresh.last().map_or(0, |row| row.entry.seq));
+        } else if !fresh.is_empty() {
+            recent.committed(fresh);
         }
     }
 
@@ -395,12 +487,25 @@ fn apply(
     tallies: &mut Tallies,
     request: Request,
     now: u64,
+    fresh: &mut Vec<Publishable>,
 ) -> (Answer, Option<StoreError>) {
     match request {
-        Request::Commit { batch, reply } => {
+        Request::Commit {
+            batch,
+            payloads,
+            reply,
+        } => {
+            let mut payloads = payloads.into_iter();
             let outcomes = batch
                 .into_iter()
-                .map(|msg| outbox::insert(conn, tallies, quota, msg, now))
+                .map(|msg| {
+                    let payload = payloads.next().flatten();
+                    let outcome = outbox::insert(conn, tallies, quota, &msg, now)?;
+                    if let CommitOutcome::Stored { seq } = outcome {
+                        fresh.push(outbox::publishable(seq, msg, payload));
+                    }
+                    Ok(outcome)
+                })
                 .collect();
             finish(reply, outcomes)
         }

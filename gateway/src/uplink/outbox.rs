@@ -5,7 +5,7 @@ use std::future::Future;
 
 use thiserror::Error;
 
-use crate::store::OutboxEntry;
+use crate::store::{OutboxEntry, Publishable};
 
 /// The durable queue the uplink drains.
 ///
@@ -23,6 +23,20 @@ pub trait Outbox: Clone + Send + Sync + 'static {
         after_seq: u64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<OutboxEntry>, OutboxError>> + Send;
+
+    /// `pending`, with payloads already built where the outbox has them
+    /// (the store's rows just committed).
+    fn pending_publishable(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Publishable>, OutboxError>> + Send {
+        let entries = self.pending(after_seq, limit);
+        async move {
+            let entries = entries.await?;
+            Ok(entries.into_iter().map(Publishable::from).collect())
+        }
+    }
 
     fn mark_published(
         &self,
@@ -49,6 +63,16 @@ impl OutboxError {
 impl Outbox for crate::store::Store {
     async fn pending(&self, after_seq: u64, limit: usize) -> Result<Vec<OutboxEntry>, OutboxError> {
         crate::store::Store::pending(self, after_seq, limit)
+            .await
+            .map_err(OutboxError::new)
+    }
+
+    async fn pending_publishable(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Publishable>, OutboxError> {
+        crate::store::Store::pending_publishable(self, after_seq, limit)
             .await
             .map_err(OutboxError::new)
     }

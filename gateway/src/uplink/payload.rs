@@ -30,15 +30,15 @@ struct Up<'a> {
     /// Embedded as JSON (not a string holding JSON).
     message: Option<&'a RawValue>,
     frame: String,
-    rx: Rx,
+    rx: Rx<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     compacted: Option<u64>,
 }
 
 /// Reception metadata under the contract's names.
 #[derive(Serialize)]
-struct Rx {
-    link: Option<String>,
+struct Rx<'a> {
+    link: Option<&'a str>,
     rssi: Option<f32>,
     snr: Option<f32>,
     /// Hz.
@@ -48,7 +48,42 @@ struct Rx {
     /// The concentrator within the link that heard it, on links with
     /// several (a packet forwarder's gateway EUI); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    via: Option<String>,
+    via: Option<&'a str>,
+}
+
+impl<'a> Rx<'a> {
+    fn of(meta: &'a RxMeta) -> Rx<'a> {
+        Rx {
+            link: Some(&meta.link),
+            rssi: meta.rssi,
+            snr: meta.snr,
+            freq: meta.freq_hz,
+            sf: meta.sf,
+            received_at: rfc3339_utc_millis(meta.received_at_ms),
+            via: meta.via.as_deref(),
+        }
+    }
+}
+
+/// The payload itself. Serializing plain strings, numbers and
+/// already-valid raw JSON cannot fail.
+fn encode(
+    msg_id: &[u8; 16],
+    device_id: &[u8; 32],
+    message: Option<&RawValue>,
+    frame: &[u8],
+    rx: Rx<'_>,
+    compacted: Option<u64>,
+) -> Vec<u8> {
+    let up = Up {
+        msg_id: hex::encode(msg_id),
+        device_id: hex::encode(device_id),
+        message,
+        frame: base64::engine::general_purpose::STANDARD.encode(frame),
+        rx,
+        compacted,
+    };
+    serde_json::to_vec(&up).expect("up payload serializes")
 }
 
 /// Builds the `up/{message_type}` payload of one outbox entry.
@@ -64,16 +99,9 @@ pub fn up_payload(entry: &OutboxEntry, compacted: Option<u64>) -> UpPayload {
             None
         }
     };
-    let rx = match serde_json::from_str::<RxMeta>(&entry.rx_json) {
-        Ok(meta) => Rx {
-            link: Some(meta.link),
-            rssi: meta.rssi,
-            snr: meta.snr,
-            freq: meta.freq_hz,
-            sf: meta.sf,
-            received_at: rfc3339_utc_millis(meta.received_at_ms),
-            via: meta.via,
-        },
+    let meta = serde_json::from_str::<RxMeta>(&entry.rx_json);
+    let rx = match &meta {
+        Ok(meta) => Rx::of(meta),
         Err(_) => {
             damaged = true;
             Rx {
@@ -87,17 +115,38 @@ pub fn up_payload(entry: &OutboxEntry, compacted: Option<u64>) -> UpPayload {
             }
         }
     };
-    let up = Up {
-        msg_id: hex::encode(entry.msg_id),
-        device_id: hex::encode(entry.device_id),
+    let json = encode(
+        &entry.msg_id,
+        &entry.device_id,
         message,
-        frame: base64::engine::general_purpose::STANDARD.encode(&entry.frame),
+        &entry.frame,
         rx,
         compacted,
-    };
-    // Serializing plain strings, numbers and already-valid raw JSON cannot fail.
-    let json = serde_json::to_vec(&up).expect("up payload serializes");
+    );
     UpPayload { json, damaged }
+}
+
+/// The `up` payload of a message being stored, built at ingest from what it
+/// has in hand (the frame, its JSON form and its reception metadata), so
+/// the uplink need not parse the stored JSON back. The same bytes as
+/// [`up_payload`] of the stored row; `None` only if `message_json` is not
+/// JSON (then the uplink builds it from the row and reports it damaged).
+pub fn up_payload_at_ingest(
+    msg_id: &[u8; 16],
+    device_id: &[u8; 32],
+    frame: &[u8],
+    message_json: &str,
+    rx: &RxMeta,
+) -> Option<Vec<u8>> {
+    let message = serde_json::from_str::<&RawValue>(message_json).ok()?;
+    Some(encode(
+        msg_id,
+        device_id,
+        Some(message),
+        frame,
+        Rx::of(rx),
+        None,
+    ))
 }
 
 /// `online` or `offline`.
@@ -259,6 +308,35 @@ mod tests {
                     "received_at": "2024-05-01T12:34:56.789Z"
                 }
             })
+        );
+    }
+
+    #[test]
+    fn the_payload_built_at_ingest_is_the_one_built_from_the_stored_row() {
+        let mut e = entry();
+        for (rssi, snr, via) in [
+            (Some(-97.5), Some(6.25), None),
+            (
+                Some(-120.3),
+                Some(-7.1),
+                Some("0a0a0a0a0a0a0a0a".to_string()),
+            ),
+            (None, None, None),
+        ] {
+            let mut meta: RxMeta = serde_json::from_str(&e.rx_json).unwrap();
+            meta.rssi = rssi;
+            meta.snr = snr;
+            meta.via = via;
+            e.rx_json = serde_json::to_string(&meta).unwrap();
+            let at_ingest =
+                up_payload_at_ingest(&e.msg_id, &e.device_id, &e.frame, &e.message_json, &meta);
+            assert_eq!(at_ingest, Some(up_payload(&e, None).json), "{meta:?}");
+        }
+        let meta: RxMeta = serde_json::from_str(&e.rx_json).unwrap();
+        let not_json = up_payload_at_ingest(&e.msg_id, &e.device_id, &e.frame, "{", &meta);
+        assert_eq!(
+            not_json, None,
+            "left to the uplink, which reports it damaged"
         );
     }
 

@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use rumqttc::SubscribeReasonCode;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -46,7 +47,7 @@ use super::status::UplinkStatus;
 use super::topics::{IncomingTopic, Topics};
 use super::window::{Tag, Window};
 use super::{ExtraTopic, PublishError};
-use crate::store::OutboxEntry;
+use crate::store::Publishable;
 
 /// Without a wake-up, look at the outbox this often anyway (a missed
 /// `wake()` then costs latency, never messages).
@@ -103,7 +104,7 @@ struct Run {
     client: Option<AsyncClient>,
     /// Fetched from the outbox, not yet sent; seqs ascending and all above
     /// `window.cursor()`.
-    ready: VecDeque<OutboxEntry>,
+    ready: VecDeque<Publishable>,
     /// PUBACKed seqs not yet marked in the store.
     acked: Vec<u64>,
     /// Marks being written now (at most one batch at a time).
@@ -314,7 +315,10 @@ impl<O: Outbox> Publisher<O> {
         if !wanted {
             return;
         }
-        let after = run.ready.back().map_or(self.window.cursor(), |e| e.seq);
+        let after = run
+            .ready
+            .back()
+            .map_or(self.window.cursor(), |e| e.entry.seq);
         let unmarked_above = |seqs: &[u64]| seqs.iter().any(|seq| *seq > after);
         if unmarked_above(&run.acked)
             || run
@@ -330,7 +334,7 @@ impl<O: Outbox> Publisher<O> {
             }
         }
         let limit = self.read_ahead - run.ready.len();
-        let entries = match self.outbox.pending(after, limit).await {
+        let entries = match self.outbox.pending_publishable(after, limit).await {
             Ok(entries) => entries,
             Err(e) => {
                 error!(
@@ -343,10 +347,10 @@ impl<O: Outbox> Publisher<O> {
         };
         let exhausted = entries.len() < limit;
         run.outbox_may_have_more = !exhausted;
-        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.entry.seq).collect();
         self.window.fetched(&seqs, exhausted);
         run.ready
-            .extend(entries.into_iter().filter(|e| e.seq > after));
+            .extend(entries.into_iter().filter(|e| e.entry.seq > after));
     }
 
     /// Publishes ready entries while the window has room.
@@ -358,20 +362,28 @@ impl<O: Outbox> Publisher<O> {
             return;
         }
         while self.window.room() > 0 {
-            let Some(entry) = run.ready.pop_front() else {
+            let Some(publishable) = run.ready.pop_front() else {
                 break;
             };
+            let entry = &publishable.entry;
             let (topic, json, damaged) = match self.topics.gateway_topic(&entry.message_type) {
                 // The gateway's own messages (receipts, its heartbeat) travel
                 // through the outbox too, so they are as durable as device
                 // messages; their stored JSON is the payload itself.
-                Some(topic) => (topic, entry.message_json.clone().into_bytes(), false),
+                Some(topic) => (topic, Bytes::from(entry.message_json.clone()), false),
                 None => {
-                    let compacted = (entry.compacted_count > 0).then_some(entry.compacted_count);
-                    let payload = up_payload(&entry, compacted);
-                    let damaged =
-                        payload.damaged || !Topics::is_valid_message_type(&entry.message_type);
-                    (self.topics.up(&entry.message_type), payload.json, damaged)
+                    let valid_type = Topics::is_valid_message_type(&entry.message_type);
+                    let (json, damaged) = match &publishable.up {
+                        // Built at ingest from the frame itself.
+                        Some(up) => (up.clone(), !valid_type),
+                        None => {
+                            let compacted =
+                                (entry.compacted_count > 0).then_some(entry.compacted_count);
+                            let payload = up_payload(entry, compacted);
+                            (Bytes::from(payload.json), payload.damaged || !valid_type)
+                        }
+                    };
+                    (self.topics.up(&entry.message_type), json, damaged)
                 }
             };
             if client
@@ -380,9 +392,10 @@ impl<O: Outbox> Publisher<O> {
             {
                 // rumqttc's request channel is full: try again after the
                 // next event.
-                run.ready.push_front(entry);
+                run.ready.push_front(publishable);
                 break;
             }
+            let entry = &publishable.entry;
             if damaged {
                 run.st.damaged_total += 1;
                 warn!(

@@ -78,6 +78,33 @@ pub struct Frame {
     pub msg_id: MsgId,
 }
 
+/// Devices' public keys, decompressed. Decompressing a key (a field
+/// inversion) is about a quarter of a frame's verification cost, and a
+/// gateway hears the same few devices over and over: a key is decompressed
+/// once, not once per frame. Bounded: when full it starts again empty.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: std::collections::HashMap<DeviceId, VerifyingKey>,
+}
+
+impl KeyCache {
+    /// Keys kept at most (about 200 bytes each).
+    pub const CAPACITY: usize = 4096;
+
+    /// The key of `device`, or `None` if its id is not a valid point.
+    fn get(&mut self, device: &DeviceId) -> Option<VerifyingKey> {
+        if let Some(key) = self.keys.get(device) {
+            return Some(*key);
+        }
+        let key = VerifyingKey::from_bytes(device).ok()?;
+        if self.keys.len() >= Self::CAPACITY {
+            self.keys.clear();
+        }
+        self.keys.insert(*device, key);
+        Some(key)
+    }
+}
+
 impl Frame {
     /// Decodes and verifies a frame: the receive rules of docs/protocol.md
     /// §7, in their order. Every check that only reads the bytes comes
@@ -108,6 +135,15 @@ impl Frame {
     /// that passed every cheaper check join the batch, and when a batch
     /// fails its frames are verified one by one to find the culprits.
     pub fn decode_batch(packets: &[&[u8]]) -> Vec<Result<Frame, FrameError>> {
+        Frame::decode_batch_with(packets, &mut KeyCache::default())
+    }
+
+    /// [`Frame::decode_batch`], keeping the devices' decompressed public
+    /// keys in `keys` from one batch to the next.
+    pub fn decode_batch_with(
+        packets: &[&[u8]],
+        keys: &mut KeyCache,
+    ) -> Vec<Result<Frame, FrameError>> {
         struct Parsed<'a> {
             unsigned: &'a [u8],
             signature: [u8; 64],
@@ -115,11 +151,6 @@ impl Frame {
             device_id: DeviceId,
             envelope: Envelope,
         }
-        // A batch holds many frames from few devices: decompressing a key
-        // (a field inversion, about a quarter of a frame's verification
-        // cost) once per device rather than once per frame.
-        let mut keys_seen: std::collections::HashMap<DeviceId, VerifyingKey> =
-            std::collections::HashMap::new();
         let parsed: Vec<Result<Parsed<'_>, FrameError>> = packets
             .iter()
             .map(|bytes| {
@@ -129,15 +160,9 @@ impl Frame {
                     return Err(unsupported(&raw, unsigned, &signature));
                 }
                 let envelope = cbor::decode_body(&raw)?;
-                let key = match keys_seen.get(&raw.device_id) {
-                    Some(key) => *key,
-                    None => {
-                        let key = VerifyingKey::from_bytes(&raw.device_id)
-                            .map_err(|_| bad_signature(&raw.device_id))?;
-                        keys_seen.insert(raw.device_id, key);
-                        key
-                    }
-                };
+                let key = keys
+                    .get(&raw.device_id)
+                    .ok_or_else(|| bad_signature(&raw.device_id))?;
                 Ok(Parsed {
                     unsigned,
                     signature,

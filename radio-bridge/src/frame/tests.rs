@@ -187,6 +187,33 @@ fn malformed_is_found_before_the_signature_single_and_batched() {
 }
 
 #[test]
+fn keys_kept_between_batches_change_no_verdict() {
+    // The second batch reuses the first one's keys: a forged frame from a
+    // known device is still caught, and alone (the others stay valid).
+    let mut keys = KeyCache::default();
+    let frames: Vec<Vec<u8>> = (20..24)
+        .map(|n| {
+            let id = device(n);
+            Frame::sign(heartbeat_envelope(&id), id.signing_key())
+                .unwrap()
+                .bytes
+        })
+        .collect();
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    assert!(Frame::decode_batch_with(&refs, &mut keys)
+        .iter()
+        .all(Result::is_ok));
+    let id = device(21);
+    let forged = signed(&id, cbor::encode_unsigned(&heartbeat_envelope(&id)), true);
+    let again = [refs[0], forged.as_slice(), refs[2]];
+    let verdicts: Vec<&str> = Frame::decode_batch_with(&again, &mut keys)
+        .iter()
+        .map(|r| r.as_ref().map_or_else(|e| e.outcome(), |_| "ok"))
+        .collect();
+    assert_eq!(verdicts, ["ok", "bad_signature", "ok"]);
+}
+
+#[test]
 fn only_the_canonical_encoding_is_accepted() {
     let id = device(15);
     let env = heartbeat_envelope(&id);

@@ -51,7 +51,9 @@
 //! its ack) and at most 64 at once, counted in `tx_held`, and sent as soon
 //! as a PULL_DATA says where; one still held at its deadline, or finding
 //! the hold full, fails with [`TxError::NotConnected`] and counts in
-//! `tx_too_late`. Every failed request, whatever the reason, counts in
+//! `tx_too_late`, as does everything still held when the transmit queue
+//! closes (the gateway is stopping; a frame already sent then waits at most
+//! 250 ms more for its TX_ACK). Every failed request, whatever the reason, counts in
 //! `tx_failed`.
 //!
 //! Anyone who can reach the port can inject packets; GWMP has no
@@ -83,6 +85,14 @@ pub const NO_TX_ACK: &str = "NO_TX_ACK";
 
 /// Largest UDP payload; a PUSH_DATA with many rxpk can get big.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Once the gateway is stopping, how long a sent frame still waits for its
+/// TX_ACK (instead of `tx_ack_timeout`).
+const STOPPING_TX_ACK_WAIT: Duration = Duration::from_millis(250);
+
+/// Datagrams handled per wake-up of the link task at most, so shutdown,
+/// transmissions and housekeeping still get their turn under a flood.
+const RECEIVE_BATCH: usize = 64;
 
 /// Transmissions held while no forwarder is known, beyond which new ones
 /// are answered as not sent at once (and counted as too late).
@@ -314,7 +324,10 @@ impl Driver {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 received = socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.on_datagram(&socket, &buf[..len], from).await,
+                    Ok((len, from)) => {
+                        self.on_datagram(&socket, &buf[..len], from).await;
+                        self.take_waiting(&socket, &mut buf).await;
+                    }
                     Err(error) => {
                         // UDP receive errors are transient (e.g. a stale ICMP
                         // report); pause so a persistent one cannot spin.
@@ -324,7 +337,24 @@ impl Driver {
                 },
                 request = transmit.recv(), if self.transmit_open => match request {
                     Some(request) => self.on_transmit(&socket, request).await,
-                    None => self.transmit_open = false,
+                    None => {
+                        // The gateway is stopping and hands over nothing
+                        // more: what is held for a forwarder that has not
+                        // asked yet was never on air and will not be now.
+                        self.transmit_open = false;
+                        while let Some(held) = self.held.pop_front() {
+                            self.too_late(held.request.id).await;
+                        }
+                        // A forwarder answers a PULL_RESP within
+                        // milliseconds; one that has not by now does not
+                        // send TX_ACKs, and the frame is in its hands
+                        // whatever the gateway does: no point holding the
+                        // stop for the full timeout.
+                        let soon = Instant::now() + STOPPING_TX_ACK_WAIT;
+                        for pending in self.pending.values_mut() {
+                            pending.deadline = pending.deadline.min(soon);
+                        }
+                    }
                 },
                 _ = sleep_until(wake) => {}
             }
@@ -338,6 +368,20 @@ impl Driver {
         }
         while let Some(held) = self.held.pop_front() {
             self.too_late(held.request.id).await;
+        }
+    }
+
+    /// Handles datagrams already waiting at the socket, up to
+    /// [`RECEIVE_BATCH`]: under a flood one wake-up then serves many
+    /// datagrams instead of one loop round (timer, select, housekeeping)
+    /// each. Stops at the first `WouldBlock` (or error, which the next
+    /// `recv_from` reports).
+    async fn take_waiting(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
+        for _ in 1..RECEIVE_BATCH {
+            match socket.try_recv_from(buf) {
+                Ok((len, from)) => self.on_datagram(socket, &buf[..len], from).await,
+                Err(_) => break,
+            }
         }
     }
 

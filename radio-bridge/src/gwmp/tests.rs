@@ -135,6 +135,26 @@ impl Running {
         self.tx_done(id).await
     }
 
+    /// Hands a frame for everyone to the link without waiting for its answer.
+    async fn hand_over(&mut self, id: u64, bytes: &[u8]) {
+        let request = Transmit {
+            id,
+            bytes: bytes.to_vec(),
+            params: RadioParams::default(),
+            via: None,
+        };
+        self.transmit
+            .send(request)
+            .await
+            .expect("link takes requests");
+    }
+
+    /// Closes the transmit queue, as a stopping gateway does.
+    fn close_transmit(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.transmit, closed));
+    }
+
     async fn tx_done(&mut self, wanted: u64) -> Result<(), TxError> {
         loop {
             match self.next_event(&format!("TxDone {wanted}")).await {
@@ -406,6 +426,27 @@ async fn what_comes_before_the_first_pull_data_is_held_and_then_sent() {
 }
 
 #[tokio::test]
+async fn what_is_held_is_answered_at_once_when_the_transmit_queue_closes() {
+    // A stopping gateway closes the queue; a held frame never went on air,
+    // so waiting out the hold (an hour here) would only delay the stop.
+    let mut config = config();
+    config.hold_without_forwarder = Duration::from_secs(3600);
+    let mut link = start(config).await;
+    link.hand_over(1, b"held").await;
+    timeout(WAIT, async {
+        while link.counters().tx_held == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the frame is held: no forwarder has asked");
+    link.close_transmit();
+    assert_eq!(link.tx_done(1).await, Err(TxError::NotConnected));
+    assert_eq!(link.counters().tx_too_late, 1);
+    link.stop().await;
+}
+
+#[tokio::test]
 async fn no_forwarder_within_the_hold_means_not_connected_and_counted() {
     let mut config = config();
     config.hold_without_forwarder = Duration::from_millis(100);
@@ -542,6 +583,24 @@ async fn a_missing_tx_ack_fails_after_the_timeout() {
         .expect("the PULL_RESP did arrive");
     let counters = link.counters();
     assert_eq!((counters.tx_failed, counters.device_errors), (1, 0));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_gateway_waits_for_a_tx_ack_only_briefly() {
+    let mut config = config();
+    config.tx_ack_timeout = Duration::from_secs(3600);
+    let mut link = start(config).await;
+    let forwarder = link.forwarder_with(GW_A, |c| c.tx_ack = None).await;
+    link.hand_over(1, b"no answer").await;
+    timeout(WAIT, forwarder.wait_until(|s| s.pull_resps == 1))
+        .await
+        .expect("the PULL_RESP went out");
+    link.close_transmit();
+    assert_eq!(
+        link.tx_done(1).await,
+        Err(TxError::Rejected(NO_TX_ACK.into()))
+    );
     link.stop().await;
 }
 

@@ -383,3 +383,51 @@ async fn pending_by_type_counts_the_whole_backlog_with_the_type_index() {
     assert!(plan.contains("outbox_by_type"), "{plan}");
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn rows_just_committed_reach_the_uplink_from_memory_and_the_rest_from_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path, quick());
+    // Before this open's first commit: on disk only.
+    store
+        .commit(vec![message(1, "transaction", 1)])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    let store = open(&path, quick());
+    let batch: Vec<_> = (2..=4).map(|n| message(n, "transaction", 1)).collect();
+    let payloads = (2..=4)
+        .map(|n| Some(bytes::Bytes::from(format!("payload {n}"))))
+        .collect();
+    store
+        .start_commit_with_payloads(batch, payloads)
+        .await
+        .unwrap();
+
+    let from_disk = store.pending_publishable(0, 10).await.unwrap();
+    let seqs: Vec<u64> = from_disk.iter().map(|p| p.entry.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "the row from before the open is there");
+    assert!(from_disk.iter().all(|p| p.up.is_none()), "read from SQLite");
+
+    let from_memory = store.pending_publishable(1, 2).await.unwrap();
+    let ups: Vec<_> = from_memory.iter().map(|p| p.up.clone()).collect();
+    assert_eq!(
+        ups,
+        [Some("payload 2".into()), Some("payload 3".into())],
+        "the payloads built at ingest, within the limit"
+    );
+    assert_eq!(
+        from_memory[0].entry.msg_id,
+        message(2, "transaction", 1).msg_id
+    );
+
+    // Published rows are deleted in runs, and the rest still come back.
+    store.mark_published(vec![3, 1, 2]).await.unwrap();
+    let left = store.pending(0, 10).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+    let stats = store.stats();
+    assert_eq!((stats.backlog, stats.published_total), (1, 3));
+    store.close().await.unwrap();
+}

@@ -254,3 +254,31 @@ async fn when_full_a_heartbeat_replaces_its_devices_waiting_one() {
     );
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn after_compaction_the_uplink_reads_the_folded_rows_from_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    // Compact as soon as 1 % of 100 kB is used.
+    let store = open(&db_path(&dir), with_quota(100_000, 1));
+    let batch: Vec<_> = (10..14).map(|n| message(n, "heartbeat", 1)).collect();
+    let payloads = vec![Some(bytes::Bytes::from_static(b"built at ingest")); batch.len()];
+    store
+        .start_commit_with_payloads(batch, payloads)
+        .await
+        .unwrap();
+    // Only the newest heartbeat is left, carrying the three it replaced:
+    // the rows ingest handed over in memory are stale, so none is served.
+    let rows = store.pending_publishable(0, 100).await.unwrap();
+    let seen: Vec<(u64, Option<bytes::Bytes>)> = rows
+        .iter()
+        .map(|p| (p.entry.compacted_count, p.up.clone()))
+        .collect();
+    assert_eq!(seen, [(3, None)]);
+    let last = rows[0].entry.seq;
+    assert!(store
+        .pending_publishable(last, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    store.close().await.unwrap();
+}
