@@ -16,8 +16,10 @@
 //! their msg_ids stay in `seen` as if they were in the outbox, so a device
 //! retry is still a duplicate.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use super::outbox::stored_seqs;
+use super::seen;
 use super::tally::Tallies;
 use super::StoreError;
 
@@ -86,15 +88,21 @@ pub(super) fn published(
 ) -> Result<u64, StoreError> {
     let mut delete = conn.prepare_cached(
         "DELETE FROM handed_over WHERE seq = ?1 AND peer = ?2 AND peer_store_id = ?3
-         RETURNING msg_id, size_bytes",
+         RETURNING size_bytes",
     )?;
     let mut deleted = 0;
     for seq in stored_seqs(seqs) {
-        let mut rows = delete.query(params![seq, custodian.key, custodian.store_id])?;
-        if let Some(row) = rows.next()? {
-            let (msg_id, size): (Vec<u8>, u64) = (row.get(0)?, row.get(1)?);
-            drop(rows);
-            retire(conn, tallies, &msg_id, size, now_ms)?;
+        let size: Option<u64> = delete
+            .query_row(params![seq, custodian.key, custodian.store_id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let Some(size) = size {
+            seen::retire(conn, tallies, seq, now_ms)?;
+            tallies.handed_over_rows -= 1;
+            tallies.handed_over_bytes -= size;
+            tallies.published_total += 1;
+            tallies.space_freed = true;
             deleted += 1;
         }
     }
@@ -118,28 +126,6 @@ pub(super) fn all_published(
     .filter_map(|seq| u64::try_from(seq).ok())
     .collect();
     published(conn, tallies, custodian, &seqs, now_ms)
-}
-
-/// Seqs as SQLite stores them; one beyond i64 cannot exist.
-fn stored_seqs(seqs: &[u64]) -> impl Iterator<Item = i64> + '_ {
-    seqs.iter().filter_map(|&seq| i64::try_from(seq).ok())
-}
-
-fn retire(
-    conn: &Connection,
-    tallies: &mut Tallies,
-    msg_id: &[u8],
-    size: u64,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE seen SET retired_at_ms = ?2 WHERE msg_id = ?1")?
-        .execute(params![msg_id, now_ms.min(i64::MAX as u64)])?;
-    tallies.handed_over_rows -= 1;
-    tallies.handed_over_bytes -= size;
-    tallies.seen_retired += 1;
-    tallies.published_total += 1;
-    tallies.space_freed = true;
-    Ok(())
 }
 
 /// Which rows go back to the outbox.
@@ -180,14 +166,12 @@ pub(super) fn reclaim(
          FROM handed_over WHERE seq = ?1",
     )?;
     let mut delete =
-        conn.prepare_cached("DELETE FROM handed_over WHERE seq = ?1 RETURNING msg_id, size_bytes")?;
-    let mut renumber = conn.prepare_cached("UPDATE seen SET seq = ?2 WHERE msg_id = ?1")?;
+        conn.prepare_cached("DELETE FROM handed_over WHERE seq = ?1 RETURNING size_bytes")?;
     for &seq in &seqs {
         back.execute([seq])?;
         let new_seq = conn.last_insert_rowid();
-        let (msg_id, size): (Vec<u8>, u64) =
-            delete.query_row([seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        renumber.execute(params![msg_id, new_seq])?;
+        let size: u64 = delete.query_row([seq], |row| row.get(0))?;
+        seen::renumber(conn, seq, new_seq)?;
         tallies.handed_over_rows -= 1;
         tallies.handed_over_bytes -= size;
         tallies.outbox_rows += 1;

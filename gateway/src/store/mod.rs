@@ -26,7 +26,7 @@
 //! - Every stored msg_id is also kept in a `seen` table, remembered for a
 //!   while after publishing, so a device that resends because its ack got
 //!   lost gets [`CommitOutcome::Duplicate`] and the backend does not get the
-//!   message twice (see `outbox.rs`).
+//!   message twice (see `seen.rs`).
 //!
 //! # Shape
 //!
@@ -43,7 +43,8 @@
 //! [`Store`] is a cheap handle (an `Arc`) that tokio tasks clone freely.
 //!
 //! Files: `schema.rs` (pragmas and versioned migrations), `writer.rs` (group
-//! commit), `outbox.rs` (the queue towards MQTT and the `seen` record),
+//! commit), `outbox.rs` (the queue towards MQTT), `seen.rs` (the msg_ids
+//! that de-duplicate retries, in the table and in the writer's memory),
 //! `quota.rs` (space accounting and heartbeat compaction), `mailbox.rs` (held
 //! downlinks), `peer_mail.rs` (downlinks shared with neighbours),
 //! `custody.rs` (rows held for neighbours), `handover.rs` (our rows a
@@ -62,6 +63,7 @@ mod peer_mail;
 mod quota;
 mod recent;
 mod schema;
+mod seen;
 mod tally;
 mod writer;
 
@@ -169,10 +171,11 @@ pub struct OutboxEntry {
 }
 
 /// How close the store is to its quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum QuotaState {
     /// Plenty of room.
+    #[default]
     Ok,
     /// Near the quota: heartbeats are being compacted.
     Compacting,

@@ -1,19 +1,6 @@
-//! The outbox (messages waiting for the broker's PUBACK) and the `seen`
-//! record of msg_ids that de-duplicates device retries.
-//!
-//! # Why `seen` outlives the outbox
-//!
-//! A device whose radio ack got lost sends the same message again, possibly
-//! after the first copy was already published and removed. `seen` keeps the
-//! msg_id of every stored message (inserted in the same transaction as the
-//! outbox row, so it is exactly as durable) and, once the message leaves the
-//! outbox, remembers it for `seen_retention` (default 7 days) and at most
-//! `seen_max` (default 200,000) such ids, oldest forgotten first. Both bounds
-//! keep the table small on an SD card; a retry arriving later than that is
-//! published again and the backend sees a duplicate msg_id, which it must
-//! tolerate anyway under MQTT QoS 1. Retention is measured on the wall clock;
-//! a clock that jumps backwards only keeps ids longer, and `seen_max` still
-//! bounds them.
+//! The outbox: messages waiting for the broker's PUBACK, in seq order.
+//! Every stored message's msg_id is also recorded in `seen` (`seen.rs`),
+//! which de-duplicates device retries.
 
 use rusqlite::{params, Connection};
 
@@ -21,6 +8,7 @@ use bytes::Bytes;
 
 use super::quota::{self, Quota, HEARTBEAT, SEEN_ROW_BYTES};
 use super::recent::Publishable;
+use super::seen::{self, SeenIds};
 use super::tally::Tallies;
 use super::{CommitOutcome, Inbound, OutboxEntry, StoreError};
 
@@ -78,13 +66,11 @@ pub(super) fn insert(
     conn: &Connection,
     tallies: &mut Tallies,
     quota: &Quota,
+    seen: &mut SeenIds,
     msg: &Inbound,
     now_ms: u64,
 ) -> Result<CommitOutcome, StoreError> {
-    let seen: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen WHERE msg_id = ?1)")?
-        .query_row([&msg.msg_id], |row| row.get(0))?;
-    if seen {
+    if seen.contains(&msg.msg_id) {
         tallies.duplicates_total += 1;
         return Ok(CommitOutcome::Duplicate);
     }
@@ -94,7 +80,7 @@ pub(super) fn insert(
     let is_heartbeat = msg.message_type == HEARTBEAT;
     let mut compacted_count = 0;
     if !quota.fits(tallies, need) {
-        quota.make_room(conn, tallies, need, now_ms)?;
+        quota.make_room(conn, tallies, seen, need, now_ms)?;
         if !quota.fits(tallies, need) {
             let replaceable = if is_heartbeat {
                 quota::latest_heartbeat(conn, &msg.device_id)?
@@ -130,12 +116,10 @@ pub(super) fn insert(
         size,
     ])?;
     let seq = conn.last_insert_rowid() as u64;
-    conn.prepare_cached("INSERT INTO seen (msg_id, seq) VALUES (?1, ?2)")?
-        .execute(params![msg.msg_id, seq])?;
+    seen.record(conn, tallies, &msg.msg_id, seq)?;
 
     tallies.outbox_rows += 1;
     tallies.outbox_bytes += size;
-    tallies.seen_rows += 1;
     tallies.stored_total += 1;
     if !is_heartbeat {
         // A message that must not be dropped fitted: we are not full.
@@ -186,40 +170,46 @@ pub(super) fn pending(
 /// Removes published rows and starts the retention clock of their msg_ids.
 ///
 /// PUBACKs come back in the order the rows were published, so the seqs
-/// mostly form runs of consecutive numbers: each run is one `UPDATE` of
-/// `seen` and one `DELETE` of a seq range, instead of two statements per row.
+/// mostly form runs of consecutive numbers: each run is one `DELETE` of a
+/// seq range and one `UPDATE` of `seen`, instead of two statements per row.
+/// Only rows still in the outbox are retired (a seq of the run may have
+/// been handed to a neighbour meanwhile; its id stays held).
 pub(super) fn mark_published(
     conn: &Connection,
     tallies: &mut Tallies,
     seqs: &[u64],
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    let mut retire = conn.prepare_cached(
-        "UPDATE seen SET retired_at_ms = ?3 WHERE msg_id IN
-             (SELECT msg_id FROM outbox WHERE seq BETWEEN ?1 AND ?2)",
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING seq, size_bytes",
     )?;
-    let mut delete =
-        conn.prepare_cached("DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING size_bytes")?;
-    for (first, last) in runs(seqs) {
-        retire.execute(params![first, last, now_ms])?;
-        let sizes = delete
-            .query_map(params![first, last], |row| row.get::<_, u64>(0))?
-            .collect::<Result<Vec<u64>, _>>()?;
-        let removed = sizes.len() as u64;
-        tallies.outbox_rows -= removed;
-        tallies.outbox_bytes -= sizes.iter().sum::<u64>();
-        tallies.seen_retired += removed;
-        tallies.published_total += removed;
-        tallies.space_freed |= removed > 0;
+    for (first, last) in runs(stored_seqs(seqs)) {
+        let removed = delete
+            .query_map(params![first, last], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, u64>(1)?))
+            })?
+            .collect::<Result<Vec<(i64, u64)>, _>>()?;
+        for (first, last) in runs(removed.iter().map(|&(seq, _)| seq)) {
+            seen::retire_range(conn, tallies, first, last, now_ms)?;
+        }
+        let count = removed.len() as u64;
+        tallies.outbox_rows -= count;
+        tallies.outbox_bytes -= removed.iter().map(|&(_, size)| size).sum::<u64>();
+        tallies.published_total += count;
+        tallies.space_freed |= count > 0;
     }
     Ok(())
 }
 
+/// Seqs as SQLite stores them: one beyond i64 cannot exist and is skipped,
+/// so one bad value cannot fail the whole group transaction.
+pub(super) fn stored_seqs(seqs: &[u64]) -> impl Iterator<Item = i64> + '_ {
+    seqs.iter().filter_map(|&seq| i64::try_from(seq).ok())
+}
+
 /// `seqs` as ranges of consecutive numbers, sorted and without duplicates.
-/// A seq beyond i64 cannot exist and is skipped, so one bad value cannot
-/// fail the whole group transaction.
-fn runs(seqs: &[u64]) -> Vec<(i64, i64)> {
-    let mut sorted: Vec<i64> = seqs.iter().filter_map(|&s| i64::try_from(s).ok()).collect();
+fn runs(seqs: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+    let mut sorted: Vec<i64> = seqs.collect();
     sorted.sort_unstable();
     sorted.dedup();
     let mut runs: Vec<(i64, i64)> = Vec::new();
@@ -232,59 +222,13 @@ fn runs(seqs: &[u64]) -> Vec<(i64, i64)> {
     runs
 }
 
-/// Applies the retention bounds of `seen` (age, then count).
-pub(super) fn prune_seen(
-    conn: &Connection,
-    tallies: &mut Tallies,
-    retention_ms: u64,
-    seen_max: u64,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    if tallies.seen_retired == 0 {
-        return Ok(());
-    }
-    let cutoff = now_ms.saturating_sub(retention_ms).min(i64::MAX as u64);
-    let expired = conn
-        .prepare_cached("DELETE FROM seen WHERE retired_at_ms <= ?1")?
-        .execute([cutoff])? as u64;
-    tallies.seen_rows -= expired;
-    tallies.seen_retired -= expired;
-    tallies.space_freed |= expired > 0;
-    if tallies.seen_retired > seen_max {
-        forget_oldest_seen(conn, tallies, tallies.seen_retired - seen_max)?;
-    }
-    Ok(())
-}
-
-/// Forgets the `count` longest-retired msg_ids (never those still in the outbox).
-pub(super) fn forget_oldest_seen(
-    conn: &Connection,
-    tallies: &mut Tallies,
-    count: u64,
-) -> Result<(), StoreError> {
-    if count == 0 {
-        return Ok(());
-    }
-    let forgotten = conn
-        .prepare_cached(
-            "DELETE FROM seen WHERE msg_id IN (
-                 SELECT msg_id FROM seen WHERE retired_at_ms IS NOT NULL
-                 ORDER BY retired_at_ms, seq LIMIT ?1)",
-        )?
-        .execute([count.min(i64::MAX as u64)])? as u64;
-    tallies.seen_rows -= forgotten;
-    tallies.seen_retired -= forgotten;
-    tallies.space_freed |= forgotten > 0;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn seqs_fold_into_runs() {
-        assert_eq!(super::runs(&[]), vec![]);
+        assert_eq!(super::runs(super::stored_seqs(&[])), vec![]);
         assert_eq!(
-            super::runs(&[7, 3, 4, 5, 9, 8, 5, 20, u64::MAX]),
+            super::runs(super::stored_seqs(&[7, 3, 4, 5, 9, 8, 5, 20, u64::MAX])),
             vec![(3, 5), (7, 9), (20, 20)]
         );
     }

@@ -39,8 +39,9 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::seen::{self, SeenIds};
 use super::tally::Tallies;
-use super::{outbox, Inbound, QuotaState, StoreError, StoreOptions};
+use super::{Inbound, QuotaState, StoreError, StoreOptions};
 
 /// Accounted bytes per outbox row on top of its payload: SQLite's record
 /// header and cell pointer, the heartbeat-index entry, and above all the
@@ -98,6 +99,7 @@ impl Quota {
         &self,
         conn: &Connection,
         tallies: &mut Tallies,
+        seen: &mut SeenIds,
         need: u64,
         now_ms: u64,
     ) -> Result<(), StoreError> {
@@ -107,7 +109,7 @@ impl Quota {
         }
         let excess = (tallies.bytes_used() + need).saturating_sub(self.quota_bytes);
         let records = excess.div_ceil(SEEN_ROW_BYTES).min(tallies.seen_retired);
-        outbox::forget_oldest_seen(conn, tallies, records)?;
+        seen.forget_oldest(conn, tallies, records)?;
         Ok(())
     }
 
@@ -157,8 +159,8 @@ pub(super) fn compact_heartbeats(
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })?;
         conn.prepare_cached(
-            "UPDATE seen SET retired_at_ms = ?3 WHERE msg_id IN (
-                 SELECT msg_id FROM outbox
+            "UPDATE seen SET retired_at_ms = ?3 WHERE seq IN (
+                 SELECT seq FROM outbox
                  WHERE message_type = 'heartbeat' AND device_id = ?1 AND seq < ?2)",
         )?
         .execute(params![device_id, keep_seq, now_ms])?;
@@ -173,6 +175,7 @@ pub(super) fn compact_heartbeats(
 
         tallies.outbox_rows -= rows;
         tallies.outbox_bytes -= freed;
+        // Heartbeats still in the outbox had unretired records.
         tallies.seen_retired += rows;
         tallies.heartbeats_compacted_total += rows;
         tallies.space_freed = true;
@@ -183,7 +186,6 @@ pub(super) fn compact_heartbeats(
 /// A waiting heartbeat that a newer one of the same device may replace.
 pub(super) struct WaitingHeartbeat {
     pub seq: u64,
-    pub msg_id: Vec<u8>,
     pub size_bytes: u64,
     pub compacted_count: u64,
 }
@@ -194,16 +196,15 @@ pub(super) fn latest_heartbeat(
 ) -> Result<Option<WaitingHeartbeat>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT seq, msg_id, size_bytes, compacted_count FROM outbox
+            "SELECT seq, size_bytes, compacted_count FROM outbox
              WHERE message_type = 'heartbeat' AND device_id = ?1
              ORDER BY seq DESC LIMIT 1",
         )?
         .query_row([device_id], |row| {
             Ok(WaitingHeartbeat {
                 seq: row.get(0)?,
-                msg_id: row.get(1)?,
-                size_bytes: row.get(2)?,
-                compacted_count: row.get(3)?,
+                size_bytes: row.get(1)?,
+                compacted_count: row.get(2)?,
             })
         })
         .optional()?)
@@ -218,11 +219,9 @@ pub(super) fn fold_away(
 ) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?
         .execute([old.seq])?;
-    conn.prepare_cached("UPDATE seen SET retired_at_ms = ?2 WHERE msg_id = ?1")?
-        .execute(params![old.msg_id, now_ms])?;
+    seen::retire(conn, tallies, old.seq as i64, now_ms)?;
     tallies.outbox_rows -= 1;
     tallies.outbox_bytes -= old.size_bytes;
-    tallies.seen_retired += 1;
     tallies.heartbeats_compacted_total += 1;
     tallies.space_freed = true;
     Ok(())

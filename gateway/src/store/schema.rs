@@ -167,6 +167,27 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             CREATE INDEX mailbox_offers_by_peer ON mailbox_offers (peer, state);
         ",
     },
+    Migration {
+        description: "seen msg_ids kept in arrival order",
+        // See seen.rs: keyed by seq, a flood appends to `seen` instead of
+        // dirtying a random page per message; look-ups by msg_id are served
+        // from the writer's memory, so no index on msg_id is kept. Every
+        // record has its own seq (outbox seqs are never reused); OR IGNORE
+        // only guards the migration against a file that broke that.
+        sql: "
+            CREATE TABLE seen_by_seq (
+                seq           INTEGER PRIMARY KEY,
+                msg_id        BLOB    NOT NULL,
+                retired_at_ms INTEGER
+            );
+            INSERT OR IGNORE INTO seen_by_seq (seq, msg_id, retired_at_ms)
+                SELECT seq, msg_id, retired_at_ms FROM seen ORDER BY seq;
+            DROP TABLE seen;
+            ALTER TABLE seen_by_seq RENAME TO seen;
+            CREATE INDEX seen_retired ON seen (retired_at_ms)
+                WHERE retired_at_ms IS NOT NULL;
+        ",
+    },
 ];
 
 /// The schema version this build writes.

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::quota::SEEN_ROW_BYTES;
 use super::{QuotaState, StoreError, StoreStats};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Tallies {
     pub outbox_rows: u64,
     /// Sum of `outbox.size_bytes`.

@@ -41,6 +41,7 @@ use super::handover::{self, Custodian, Reclaim};
 use super::mailbox::{self, MailboxEntry, MailboxLimits, MailboxMark, MailboxPutOutcome, NewMail};
 use super::quota::{self, Quota};
 use super::recent::{Publishable, Recent};
+use super::seen::SeenIds;
 use super::tally::Tallies;
 use super::{custody, lock, meta, now_ms, outbox, peer_mail};
 use super::{
@@ -227,8 +228,10 @@ pub(super) fn start(
         tallies.snapshot(quota.quota_bytes, file_bytes(&path)),
     ));
     let recent = Arc::new(Mutex::new(Recent::new(outbox::newest_seq(&conn)?)));
+    let seen = SeenIds::load(&conn, options.seen_max)?;
     let writer = Writer {
         recent: Arc::clone(&recent),
+        seen,
         conn,
         path,
         options,
@@ -249,21 +252,14 @@ pub(super) fn start(
     })
 }
 
-/// Page cache of the write connection, KiB (SQLite's default is 2,000).
-/// Every stored message inserts into and later retires from `seen`, keyed
-/// by a random msg_id: with the default cache most of those pages were
-/// read back from the file under a flood.
-const WRITER_CACHE_KIB: i64 = 4096;
-
 /// WAL pages between automatic checkpoints (SQLite's default is 1,000).
-/// Under a flood the same pages (the `seen` leaves, the outbox tail) are
+/// Under a flood the same pages (the tails of the outbox and of `seen`) are
 /// written to the WAL again and again; checkpointing less often copies each
 /// into the database once for many commits. The WAL file grows to about
 /// 16 MiB before it is reused (and is truncated on a clean stop).
 const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4000;
 
 fn tune(conn: &Connection) -> Result<(), StoreError> {
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
     Ok(())
 }
@@ -274,6 +270,7 @@ struct Writer {
     options: StoreOptions,
     quota: Quota,
     tallies: Tallies,
+    seen: SeenIds,
     stats: Arc<Mutex<StoreStats>>,
     recent: Arc<Mutex<Recent>>,
     /// The connection's `synchronous` setting: FULL (fsync at commit) or,
@@ -345,7 +342,11 @@ impl Writer {
         // syncs the WAL before any checkpoint copies these frames.
         let synchronous =
             self.set_synchronous_full(group.iter().any(Request::must_survive_power_loss));
-        let now = now_ms();
+        let rules = Rules {
+            quota: &self.quota,
+            options: &self.options,
+            now: now_ms(),
+        };
         let mut working = self.tallies.clone();
         working.space_freed = false;
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
@@ -364,11 +365,10 @@ impl Writer {
                 for request in requests.by_ref() {
                     let (answer, error) = apply(
                         &tx,
-                        &self.quota,
-                        &self.options,
+                        &rules,
                         &mut working,
+                        &mut self.seen,
                         request,
-                        now,
                         &mut fresh,
                     );
                     answers.push(answer);
@@ -378,7 +378,7 @@ impl Writer {
                     }
                 }
                 if failure.is_none() {
-                    failure = upkeep(&tx, &self.quota, &self.options, &mut working, now).err();
+                    failure = upkeep(&tx, &rules, &mut working, &mut self.seen).err();
                 }
                 match failure {
                     // Dropping `tx` rolls the whole group back.
@@ -390,6 +390,7 @@ impl Writer {
 
         match &outcome {
             Ok(()) => {
+                self.seen.commit();
                 self.hand_to_uplink(&working, fresh, outbox_rewritten);
                 working.transactions_total += 1;
                 if !self.synchronous_full {
@@ -404,6 +405,7 @@ impl Writer {
                     .snapshot(self.quota.quota_bytes, file_bytes(&self.path));
             }
             Err(error) => {
+                self.seen.rollback();
                 tracing::error!(
                     %error,
                     "store transaction failed and was rolled back; none of its messages are acknowledged: {error}"
@@ -479,16 +481,28 @@ impl Writer {
     }
 }
 
+/// What every request of a group is written under.
+struct Rules<'a> {
+    quota: &'a Quota,
+    options: &'a StoreOptions,
+    /// One clock reading for the whole group.
+    now: u64,
+}
+
 /// Applies one request inside the group's transaction.
 fn apply(
     conn: &Connection,
-    quota: &Quota,
-    options: &StoreOptions,
+    rules: &Rules<'_>,
     tallies: &mut Tallies,
+    seen: &mut SeenIds,
     request: Request,
-    now: u64,
     fresh: &mut Vec<Publishable>,
 ) -> (Answer, Option<StoreError>) {
+    let Rules {
+        quota,
+        options,
+        now,
+    } = *rules;
     match request {
         Request::Commit {
             batch,
@@ -500,7 +514,7 @@ fn apply(
                 .into_iter()
                 .map(|msg| {
                     let payload = payloads.next().flatten();
-                    let outcome = outbox::insert(conn, tallies, quota, &msg, now)?;
+                    let outcome = outbox::insert(conn, tallies, quota, seen, &msg, now)?;
                     if let CommitOutcome::Stored { seq } = outcome {
                         fresh.push(outbox::publishable(seq, msg, payload));
                     }
@@ -594,16 +608,20 @@ fn apply_nothing(request: Request) -> (Answer, Option<StoreError>) {
 /// Housekeeping at the end of every group, in the same transaction.
 fn upkeep(
     conn: &Connection,
-    quota: &Quota,
-    options: &StoreOptions,
+    rules: &Rules<'_>,
     tallies: &mut Tallies,
-    now: u64,
+    seen: &mut SeenIds,
 ) -> Result<(), StoreError> {
+    let Rules {
+        quota,
+        options,
+        now,
+    } = *rules;
     if quota.should_compact(tallies) {
         quota::compact_heartbeats(conn, tallies, now)?;
     }
     let retention_ms = u64::try_from(options.seen_retention.as_millis()).unwrap_or(u64::MAX);
-    outbox::prune_seen(conn, tallies, retention_ms, options.seen_max, now)?;
+    seen.prune(conn, tallies, retention_ms, options.seen_max, now)?;
     tallies.refresh_oldest_pending(conn)
 }
 

@@ -2,7 +2,7 @@
 //! de-duplication) until it reports them published; back in the outbox,
 //! under new seqs, when its store was replaced or it stalled.
 
-use super::{db_path, message, open, quick};
+use super::{db_path, message, open, quick, raw};
 use crate::store::{CommitOutcome, Custodian, Reclaim};
 
 fn custodian(store_id: &str) -> Custodian {
@@ -117,6 +117,22 @@ async fn handed_over_rows_stay_ours_until_published_and_come_back_from_a_replace
         0
     );
     assert_eq!(store.stats().backlog, 0);
+    // Every id followed its row (renumbered when it came back) and retired.
+    let records: Vec<(u64, bool)> = raw(&path)
+        .prepare("SELECT seq, retired_at_ms IS NOT NULL FROM seen ORDER BY seq")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(records, [(1, true), (4, true), (5, true), (6, true)]);
+    assert_eq!(
+        store
+            .commit(vec![message(3, "transaction", 1)])
+            .await
+            .unwrap(),
+        vec![CommitOutcome::Duplicate]
+    );
 }
 
 #[tokio::test]

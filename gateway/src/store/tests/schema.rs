@@ -146,6 +146,61 @@ async fn older_version_is_upgraded_keeping_its_rows() {
     store.close().await.unwrap();
 }
 
+/// Version 7 re-keyed `seen` by seq: ids recorded before it (one queued,
+/// one already published) must still make their retries duplicates, and
+/// the queued one must still retire when published.
+#[tokio::test]
+async fn seen_ids_recorded_before_the_rekeying_still_catch_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let (queued, published) = (message(1, "transaction", 3), message(2, "transaction", 3));
+    {
+        let store = open(&path, quick());
+        store
+            .commit(vec![published.clone(), queued.clone()])
+            .await
+            .unwrap();
+        store.mark_published(vec![1]).await.unwrap();
+        store.close().await.unwrap();
+        // Back to the version-6 layout, rows and all.
+        let conn = raw(&path);
+        conn.execute_batch(
+            "CREATE TABLE seen_v6 (msg_id BLOB PRIMARY KEY NOT NULL, seq INTEGER NOT NULL,
+                                   retired_at_ms INTEGER) WITHOUT ROWID;
+             INSERT INTO seen_v6 SELECT msg_id, seq, retired_at_ms FROM seen;
+             DROP TABLE seen;
+             ALTER TABLE seen_v6 RENAME TO seen;
+             CREATE INDEX seen_retired ON seen (retired_at_ms, seq)
+                 WHERE retired_at_ms IS NOT NULL;
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    }
+    let store = open(&path, quick());
+    assert_eq!(pragma(&raw(&path), "user_version"), SCHEMA_VERSION);
+    assert_eq!(store.stats().seen_ids, 2);
+    let again = store
+        .commit(vec![published.clone(), queued.clone()])
+        .await
+        .unwrap();
+    assert_eq!(again, [CommitOutcome::Duplicate, CommitOutcome::Duplicate]);
+
+    store.mark_published(vec![2]).await.unwrap();
+    let retired: i64 = raw(&path)
+        .query_row(
+            "SELECT COUNT(*) FROM seen WHERE retired_at_ms IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        retired, 2,
+        "the queued id retired when its row was published"
+    );
+    assert_eq!(store.stats().backlog, 0);
+    store.close().await.unwrap();
+}
+
 #[test]
 fn newer_version_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
