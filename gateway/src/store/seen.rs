@@ -24,27 +24,30 @@
 //! the WAL. The table is therefore keyed by the outbox `seq` (the order
 //! messages arrive in: inserts append, retiring touches the recent tail,
 //! forgetting trims the head), and the look-up by msg_id is served by a set
-//! of the same ids in the writer's memory, about 24 bytes per id (5 MiB at
-//! the default `seen_max`), loaded from the table when the store opens.
+//! of the same ids in the writer's memory, loaded from the table when the
+//! store opens.
+//!
+//! The set is a B-tree, not a hash set: ids come and go all the time, and a
+//! hash set that is mostly full doubles itself now and then, holding the old
+//! and the new table at once (a flood took peak RSS from 25 to 32 MiB that
+//! way). The tree grows and shrinks a node at a time, about 30 bytes per id
+//! (6 MiB at the default `seen_max`), and a look-up is ~18 comparisons: no
+//! hashing, so no msg_ids a sender could grind to collide.
 //!
 //! The set follows the transaction: changes made while a group is written
 //! are undone if the group rolls back ([`SeenIds::rollback`]), so set and
 //! table never disagree.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection};
 
 use super::tally::Tallies;
 use super::StoreError;
 
-/// At most this many ids are made room for at open; a larger `seen_max`
-/// grows the set as ids come.
-const PRESIZE_MAX: u64 = 1 << 20;
-
 /// The writer's in-memory copy of the msg_ids in `seen`.
 pub(super) struct SeenIds {
-    ids: HashSet<[u8; 16]>,
+    ids: BTreeSet<[u8; 16]>,
     /// Changes made by the transaction being written, to undo on rollback.
     undo: Vec<Change>,
 }
@@ -58,15 +61,10 @@ impl SeenIds {
     /// Reads every id from the table. An id of another length than 16 bytes
     /// (never written by this program) could not match a look-up anyway and
     /// is left out.
-    ///
-    /// The set is made with room for `expected` ids (`seen_max`, capped):
-    /// growing it later would hold the old and the new table at once, and
-    /// that moment, not the steady state, is the peak memory of a flood.
-    pub fn load(conn: &Connection, expected: u64) -> Result<SeenIds, StoreError> {
+    pub fn load(conn: &Connection) -> Result<SeenIds, StoreError> {
         let mut statement = conn.prepare("SELECT msg_id FROM seen")?;
         let mut rows = statement.query([])?;
-        let room = usize::try_from(expected.min(PRESIZE_MAX)).unwrap_or(0);
-        let mut ids = HashSet::with_capacity(room);
+        let mut ids = BTreeSet::new();
         while let Some(row) = rows.next()? {
             let id: Vec<u8> = row.get(0)?;
             if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
@@ -252,7 +250,7 @@ mod tests {
     fn a_rolled_back_transaction_leaves_the_set_as_the_table() {
         let mut conn = table();
         let mut counts = tallies();
-        let mut seen = SeenIds::load(&conn, 16).expect("load");
+        let mut seen = SeenIds::load(&conn).expect("load");
         let tx = conn.transaction().expect("begin");
         seen.record(&tx, &mut counts, &[1; 16], 1).expect("record");
         seen.commit();
@@ -268,7 +266,7 @@ mod tests {
 
         assert!(seen.contains(&[1; 16]), "a forgotten id is back");
         assert!(!seen.contains(&[2; 16]), "an added id is gone");
-        let reloaded = SeenIds::load(&conn, 16).expect("reload");
+        let reloaded = SeenIds::load(&conn).expect("reload");
         assert_eq!(reloaded.ids, seen.ids);
     }
 
@@ -276,7 +274,7 @@ mod tests {
     fn forgetting_takes_the_longest_retired_and_never_a_held_id() {
         let mut conn = table();
         let mut counts = tallies();
-        let mut seen = SeenIds::load(&conn, 16).expect("load");
+        let mut seen = SeenIds::load(&conn).expect("load");
         let tx = conn.transaction().expect("begin");
         for seq in 1..=4u8 {
             seen.record(&tx, &mut counts, &[seq; 16], u64::from(seq))
@@ -301,7 +299,7 @@ mod tests {
             [[7u8; 16]],
         )
         .expect("insert");
-        let seen = SeenIds::load(&conn, 16).expect("load");
+        let seen = SeenIds::load(&conn).expect("load");
         assert!(seen.contains(&[7; 16]));
         assert_eq!(seen.ids.len(), 1);
     }

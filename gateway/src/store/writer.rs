@@ -228,7 +228,7 @@ pub(super) fn start(
         tallies.snapshot(quota.quota_bytes, file_bytes(&path)),
     ));
     let recent = Arc::new(Mutex::new(Recent::new(outbox::newest_seq(&conn)?)));
-    let seen = SeenIds::load(&conn, options.seen_max)?;
+    let seen = SeenIds::load(&conn)?;
     let writer = Writer {
         recent: Arc::clone(&recent),
         seen,
