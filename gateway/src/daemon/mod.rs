@@ -14,6 +14,7 @@ mod downlinks;
 mod links;
 mod supervisor;
 mod sync_offers;
+mod uplink_events;
 mod view;
 
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use web_ui::{
 
 use super::downlinks::Mailbox;
 use super::supervisor::{LinkControl, RestartError};
+use super::uplink_events::UplinkEvents;
 use crate::config::Config;
 use crate::logs;
 use crate::neighbors::{self, NeighborTable};
@@ -83,7 +84,7 @@ impl GatewayViewImpl {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(LIVE_CHECK);
             let mut last_fingerprint = 0u64;
-            let mut last_connected: Option<bool> = None;
+            let mut uplink_events = UplinkEvents::default();
             let mut last_quota = store.stats().quota_state;
             loop {
                 tokio::select! {
@@ -95,17 +96,8 @@ impl GatewayViewImpl {
                     _ = tick.tick() => {
                         if let Some(u) = uplink.as_mut() {
                             let status = u.borrow_and_update().clone();
-                            if last_connected != Some(status.connected) {
-                                if status.connected {
-                                    state.event("broker_up", "info", format!("Internet uplink connected to {}", status.broker));
-                                } else if last_connected.is_some() && !status.stopped {
-                                    // (A clean stop closed it, SIGTERM or a reboot
-                                    // into an update: its log says "uplink stopped";
-                                    // not a failure to report.)
-                                    let why = status.last_error.clone().unwrap_or_else(|| "connection lost".into());
-                                    state.event("broker_down", "warn", format!("Internet uplink lost: {why}; messages are kept here"));
-                                }
-                                last_connected = Some(status.connected);
+                            for (kind, level, text) in uplink_events.notice(&status) {
+                                state.event(kind, level, text);
                             }
                         }
                         let stats = store.stats();
