@@ -98,7 +98,7 @@ pub(super) fn published(
             })
             .optional()?;
         if let Some(size) = size {
-            seen::retire(conn, tallies, seq, now_ms)?;
+            seen::retire(conn, tallies, std::iter::once(seq), now_ms)?;
             tallies.handed_over_rows -= 1;
             tallies.handed_over_bytes -= size;
             tallies.published_total += 1;

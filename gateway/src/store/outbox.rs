@@ -189,9 +189,7 @@ pub(super) fn mark_published(
                 Ok((row.get::<_, i64>(0)?, row.get::<_, u64>(1)?))
             })?
             .collect::<Result<Vec<(i64, u64)>, _>>()?;
-        for (first, last) in runs(removed.iter().map(|&(seq, _)| seq)) {
-            seen::retire_range(conn, tallies, first, last, now_ms)?;
-        }
+        seen::retire(conn, tallies, removed.iter().map(|&(seq, _)| seq), now_ms)?;
         let count = removed.len() as u64;
         tallies.outbox_rows -= count;
         tallies.outbox_bytes -= removed.iter().map(|&(_, size)| size).sum::<u64>();
@@ -208,7 +206,7 @@ pub(super) fn stored_seqs(seqs: &[u64]) -> impl Iterator<Item = i64> + '_ {
 }
 
 /// `seqs` as ranges of consecutive numbers, sorted and without duplicates.
-fn runs(seqs: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
+pub(super) fn runs(seqs: impl Iterator<Item = i64>) -> Vec<(i64, i64)> {
     let mut sorted: Vec<i64> = seqs.collect();
     sorted.sort_unstable();
     sorted.dedup();

@@ -41,7 +41,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::seen::{self, SeenIds};
 use super::tally::Tallies;
-use super::{Inbound, QuotaState, StoreError, StoreOptions};
+use super::{outbox, Inbound, QuotaState, StoreError, StoreOptions};
 
 /// Accounted bytes per outbox row on top of its payload: SQLite's record
 /// header and cell pointer, the heartbeat-index entry, and above all the
@@ -158,16 +158,14 @@ pub(super) fn compact_heartbeats(
             .query_row(params![device_id, keep_seq], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })?;
-        conn.prepare_cached(
-            "UPDATE seen SET retired_at_ms = ?3 WHERE seq IN (
-                 SELECT seq FROM outbox
-                 WHERE message_type = 'heartbeat' AND device_id = ?1 AND seq < ?2)",
-        )?
-        .execute(params![device_id, keep_seq, now_ms])?;
-        conn.prepare_cached(
-            "DELETE FROM outbox WHERE message_type = 'heartbeat' AND device_id = ?1 AND seq < ?2",
-        )?
-        .execute(params![device_id, keep_seq])?;
+        let removed: Vec<i64> = conn
+            .prepare_cached(
+                "DELETE FROM outbox WHERE message_type = 'heartbeat' AND device_id = ?1 AND seq < ?2
+                 RETURNING seq",
+            )?
+            .query_map(params![device_id, keep_seq], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        seen::retire(conn, tallies, removed.into_iter(), now_ms)?;
         conn.prepare_cached(
             "UPDATE outbox SET compacted_count = compacted_count + ?2 WHERE seq = ?1",
         )?
@@ -175,8 +173,6 @@ pub(super) fn compact_heartbeats(
 
         tallies.outbox_rows -= rows;
         tallies.outbox_bytes -= freed;
-        // Heartbeats still in the outbox had unretired records.
-        tallies.seen_retired += rows;
         tallies.heartbeats_compacted_total += rows;
         tallies.space_freed = true;
     }
@@ -219,7 +215,7 @@ pub(super) fn fold_away(
 ) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?
         .execute([old.seq])?;
-    seen::retire(conn, tallies, old.seq as i64, now_ms)?;
+    seen::retire(conn, tallies, outbox::stored_seqs(&[old.seq]), now_ms)?;
     tallies.outbox_rows -= 1;
     tallies.outbox_bytes -= old.size_bytes;
     tallies.heartbeats_compacted_total += 1;

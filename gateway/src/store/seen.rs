@@ -42,6 +42,7 @@ use std::collections::BTreeSet;
 
 use rusqlite::{params, Connection};
 
+use super::outbox::runs;
 use super::tally::Tallies;
 use super::StoreError;
 
@@ -58,16 +59,14 @@ enum Change {
 }
 
 impl SeenIds {
-    /// Reads every id from the table. An id of another length than 16 bytes
-    /// (never written by this program) could not match a look-up anyway and
-    /// is left out.
+    /// Reads every id from the table (see [`msg_id_at`] for ids of another
+    /// length).
     pub fn load(conn: &Connection) -> Result<SeenIds, StoreError> {
         let mut statement = conn.prepare("SELECT msg_id FROM seen")?;
         let mut rows = statement.query([])?;
         let mut ids = BTreeSet::new();
         while let Some(row) = rows.next()? {
-            let id: Vec<u8> = row.get(0)?;
-            if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
+            if let Some(id) = msg_id_at(row)? {
                 ids.insert(id);
             }
         }
@@ -162,9 +161,8 @@ impl SeenIds {
         let mut rows = statement.query([parameter])?;
         let mut gone = 0;
         while let Some(row) = rows.next()? {
-            let id: Vec<u8> = row.get(0)?;
             gone += 1;
-            if let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) {
+            if let Some(id) = msg_id_at(row)? {
                 if self.ids.remove(&id) {
                     self.undo.push(Change::Removed(id));
                 }
@@ -191,33 +189,36 @@ impl SeenIds {
     }
 }
 
-/// Starts the retention clock of the ids of the rows `first..=last`, which
-/// the caller has just removed from the outbox (published, compacted).
-pub(super) fn retire_range(
-    conn: &Connection,
-    tallies: &mut Tallies,
-    first: i64,
-    last: i64,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    let retired = conn
-        .prepare_cached(
-            "UPDATE seen SET retired_at_ms = ?3
-             WHERE seq BETWEEN ?1 AND ?2 AND retired_at_ms IS NULL",
-        )?
-        .execute(params![first, last, now_ms.min(i64::MAX as u64)])?;
-    tallies.seen_retired += retired as u64;
-    Ok(())
-}
-
-/// [`retire_range`] of one row.
+/// Starts the retention clock of the ids of the rows `seqs`, which the
+/// caller has just removed for good (published, compacted, reported
+/// published by a neighbour). Removed rows mostly have consecutive seqs:
+/// one `UPDATE` per run of them.
 pub(super) fn retire(
     conn: &Connection,
     tallies: &mut Tallies,
-    seq: i64,
+    seqs: impl Iterator<Item = i64>,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    retire_range(conn, tallies, seq, seq, now_ms)
+    let mut update = conn.prepare_cached(
+        "UPDATE seen SET retired_at_ms = ?3
+         WHERE seq BETWEEN ?1 AND ?2 AND retired_at_ms IS NULL",
+    )?;
+    for (first, last) in runs(seqs) {
+        let retired = update.execute(params![first, last, now_ms.min(i64::MAX as u64)])?;
+        tallies.seen_retired += retired as u64;
+    }
+    Ok(())
+}
+
+/// The msg_id in a row's first column, read in place; `None` for a value
+/// that is not 16 bytes (never written by this program, and no look-up
+/// could match it).
+fn msg_id_at(row: &rusqlite::Row<'_>) -> Result<Option<[u8; 16]>, StoreError> {
+    Ok(row
+        .get_ref(0)?
+        .as_blob()
+        .ok()
+        .and_then(|blob| blob.try_into().ok()))
 }
 
 /// A row handed over comes back to the outbox under a new seq; its record
@@ -232,14 +233,12 @@ pub(super) fn renumber(conn: &Connection, old_seq: i64, new_seq: i64) -> Result<
 mod tests {
     use super::*;
 
-    fn table() -> Connection {
-        let conn = Connection::open_in_memory().expect("in-memory SQLite");
-        conn.execute_batch(
-            "CREATE TABLE seen (seq INTEGER PRIMARY KEY, msg_id BLOB NOT NULL,
-                                retired_at_ms INTEGER);",
-        )
-        .expect("create seen");
-        conn
+    /// A store file migrated to the current schema, kept alive with it.
+    fn table() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = super::super::schema::open_and_migrate(&dir.path().join("store.db"))
+            .expect("migrated store");
+        (dir, conn)
     }
 
     fn tallies() -> Tallies {
@@ -248,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_transaction_leaves_the_set_as_the_table() {
-        let mut conn = table();
+        let (_dir, mut conn) = table();
         let mut counts = tallies();
         let mut seen = SeenIds::load(&conn).expect("load");
         let tx = conn.transaction().expect("begin");
@@ -257,7 +256,7 @@ mod tests {
         tx.commit().expect("commit");
 
         let tx = conn.transaction().expect("begin");
-        retire(&tx, &mut counts, 1, 10).expect("retire");
+        retire(&tx, &mut counts, [1].into_iter(), 10).expect("retire");
         seen.record(&tx, &mut counts, &[2; 16], 2).expect("record");
         seen.forget_oldest(&tx, &mut counts, 1).expect("forget");
         assert!(!seen.contains(&[1; 16]) && seen.contains(&[2; 16]));
@@ -272,7 +271,7 @@ mod tests {
 
     #[test]
     fn forgetting_takes_the_longest_retired_and_never_a_held_id() {
-        let mut conn = table();
+        let (_dir, mut conn) = table();
         let mut counts = tallies();
         let mut seen = SeenIds::load(&conn).expect("load");
         let tx = conn.transaction().expect("begin");
@@ -280,8 +279,8 @@ mod tests {
             seen.record(&tx, &mut counts, &[seq; 16], u64::from(seq))
                 .expect("record");
         }
-        retire(&tx, &mut counts, 3, 100).expect("retire 3");
-        retire(&tx, &mut counts, 1, 200).expect("retire 1");
+        retire(&tx, &mut counts, [3].into_iter(), 100).expect("retire 3");
+        retire(&tx, &mut counts, [1].into_iter(), 200).expect("retire 1");
         seen.forget_oldest(&tx, &mut counts, 5).expect("forget");
         tx.commit().expect("commit");
         seen.commit();
@@ -293,7 +292,7 @@ mod tests {
 
     #[test]
     fn an_id_of_another_length_in_the_file_is_left_out_not_a_failure() {
-        let conn = table();
+        let (_dir, conn) = table();
         conn.execute(
             "INSERT INTO seen (seq, msg_id) VALUES (1, x'0102'), (2, ?1)",
             [[7u8; 16]],

@@ -69,7 +69,7 @@ pub(super) fn verify_all(items: &[Signed<'_>]) -> bool {
     let mut weights_digest = Sha512::new();
     weights_digest.update(WEIGHTS_LABEL);
     weights_digest.update((items.len() as u64).to_le_bytes());
-    for ((_, s, challenge), _) in parts.iter().zip(items) {
+    for (_, s, challenge) in &parts {
         weights_digest.update(challenge);
         weights_digest.update(s.as_bytes());
     }
@@ -153,6 +153,18 @@ mod tests {
         (key.verifying_key(), key.sign(message).to_bytes())
     }
 
+    /// Each message signed by one of `keys` keys, in turn.
+    fn signed_by(messages: &[Vec<u8>], keys: u8) -> Vec<(VerifyingKey, [u8; 64], &[u8])> {
+        messages
+            .iter()
+            .zip(0u8..)
+            .map(|(m, i)| {
+                let (key, signature) = signed(i % keys, m);
+                (key, signature, m.as_slice())
+            })
+            .collect()
+    }
+
     fn check(entries: &[(VerifyingKey, [u8; 64], &[u8])]) -> bool {
         let items: Vec<Signed<'_>> = entries
             .iter()
@@ -168,14 +180,7 @@ mod tests {
     #[test]
     fn good_signatures_pass_also_when_keys_repeat() {
         let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1 + usize::from(i)]).collect();
-        let entries: Vec<(VerifyingKey, [u8; 64], &[u8])> = messages
-            .iter()
-            .zip(0u8..)
-            .map(|(m, i)| {
-                let (key, signature) = signed(i % 3, m);
-                (key, signature, m.as_slice())
-            })
-            .collect();
+        let entries = signed_by(&messages, 3);
         assert!(check(&entries));
         assert!(check(&entries[..1]));
         assert!(!check(&[]), "an empty batch proves nothing");
@@ -184,14 +189,7 @@ mod tests {
     #[test]
     fn one_bad_signature_fails_the_batch() {
         let messages: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 8]).collect();
-        let mut entries: Vec<(VerifyingKey, [u8; 64], &[u8])> = messages
-            .iter()
-            .zip(0u8..)
-            .map(|(m, i)| {
-                let (key, signature) = signed(i % 2, m);
-                (key, signature, m.as_slice())
-            })
-            .collect();
+        let mut entries = signed_by(&messages, 2);
         // Another message under the same key and signature.
         entries[7].2 = &messages[6];
         assert!(!check(&entries));
